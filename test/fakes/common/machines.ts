@@ -1,0 +1,63 @@
+/**
+ * What a cloud fake needs from "real machines". The fast backend (NullMachines) keeps disks and
+ * machines as records only, for API-level tests. A VM-backed backend (QEMU, from the local target)
+ * implements the same interface for end-to-end runs: disks become qcow2 files, machines become QEMU
+ * guests reachable over SSH on their own loopback address, snapshots become image files.
+ */
+
+export interface MachineSpec {
+  /** The fake's id for the instance (i-..., VM name, ...). */
+  id: string;
+  /** Disk ids in attachment order: root first, then data disks. */
+  diskIds: string[];
+  /** Login user and public key to inject (cloud-init NoCloud seed in the VM backend). */
+  sshUser: string;
+  sshPublicKey: string;
+  /** Loopback address the machine's SSH (port 22) is reachable on, e.g. 127.0.0.12. */
+  address: string;
+  cpus: number;
+  memoryMiB: number;
+}
+
+export interface MachineBackend {
+  /** Creates a disk, blank or from a snapshot (an image's disk). */
+  createDisk(diskId: string, sizeGb: number, fromSnapshotId?: string): Promise<void>;
+  deleteDisk(diskId: string): Promise<void>;
+  /** Copies a disk's current content into a snapshot. The machine using it must be stopped. */
+  snapshotDisk(diskId: string, snapshotId: string): Promise<void>;
+  deleteSnapshot(snapshotId: string): Promise<void>;
+  /** Boots a machine; resolves once it is started (not once SSH is up). */
+  startMachine(spec: MachineSpec): Promise<void>;
+  /** Graceful shutdown; resolves when the machine is powered off. */
+  stopMachine(id: string): Promise<void>;
+  /** Hard power-off and forget, for terminate. */
+  destroyMachine(id: string): Promise<void>;
+  /** What the machine printed on its serial console so far. */
+  consoleOutput(id: string): Promise<string>;
+  close(): Promise<void>;
+}
+
+/** Fast mode: nothing boots, every call succeeds at once. */
+export class NullMachines implements MachineBackend {
+  async createDisk(): Promise<void> {}
+  async deleteDisk(): Promise<void> {}
+  async snapshotDisk(): Promise<void> {}
+  async deleteSnapshot(): Promise<void> {}
+  async startMachine(): Promise<void> {}
+  async stopMachine(): Promise<void> {}
+  async destroyMachine(): Promise<void> {}
+  async consoleOutput(id: string): Promise<string> {
+    return `fake console of ${id}\n`;
+  }
+  async close(): Promise<void> {}
+}
+
+/** Hands out distinct loopback addresses (127.0.10.1, 127.0.10.2, ...) as instances' public IPs. */
+export class LoopbackAddresses {
+  private next = 1;
+  constructor(private readonly prefix = '127.0.10.') {}
+  allocate(): string {
+    if (this.next > 254) throw new Error('fake ran out of loopback addresses');
+    return `${this.prefix}${this.next++}`;
+  }
+}
