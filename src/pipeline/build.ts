@@ -1,0 +1,199 @@
+/**
+ * One build: the plan's steps in order (prepare, launch, connect, provision, stop, capture,
+ * publish), each under its own deadline, every created resource in the ledger. On success the
+ * temporary resources are deleted and the artifacts released; on failure or interrupt everything is
+ * undone in reverse order (unless on-error is abort, which keeps it all for debugging).
+ */
+import { formatDuration } from '../core/duration.js';
+import { asKilnError, KilnError } from '../core/errors.js';
+import type { PipelineStepName, Plan } from '../definition/plan.js';
+import { runProvisioning } from '../provision/runner.js';
+import { SshSession } from '../ssh/index.js';
+import type { Artifact, TargetDriver } from '../targets/target.js';
+import { BuildLog } from './build-log.js';
+import { BuildState } from './build-state.js';
+import { ResourceRecorder, type BuildContext } from './context.js';
+import type { Ledger, LedgerEntry } from './ledger.js';
+import type { RunPaths } from './state-dir.js';
+import { undo } from './undo.js';
+
+export const STEP_ORDER: readonly PipelineStepName[] = ['prepare', 'launch', 'connect', 'provision', 'stop', 'capture', 'publish'];
+
+export const DEFAULT_STEP_TIMEOUTS_MS: Record<PipelineStepName, number> = {
+  prepare: 10 * 60_000,
+  launch: 20 * 60_000,
+  connect: 15 * 60_000,
+  provision: 90 * 60_000,
+  stop: 15 * 60_000,
+  capture: 120 * 60_000,
+  publish: 180 * 60_000,
+};
+
+export type OnError = 'cleanup' | 'abort';
+
+export interface BuildOptions {
+  plan: Plan;
+  driver: TargetDriver;
+  ledger: Ledger;
+  paths: RunPaths;
+  onError: OnError;
+  /** Aborted on SIGINT/SIGTERM. */
+  signal: AbortSignal;
+  /** Continue from the first step not completed (the VM must still exist). */
+  resume?: boolean;
+  stepTimeoutsMs?: Partial<Record<PipelineStepName, number>>;
+  onProgress?: (event: ProgressEvent) => void;
+}
+
+export type ProgressEvent =
+  | { type: 'step'; buildId: string; step: PipelineStepName; status: 'started' | 'done' | 'skipped' }
+  | { type: 'output'; buildId: string; line: string }
+  | { type: 'cleanup'; buildId: string };
+
+export interface BuildResult {
+  buildId: string;
+  plan: Plan;
+  status: 'succeeded' | 'failed' | 'interrupted';
+  error?: KilnError;
+  failedStep?: PipelineStepName;
+  artifacts: Artifact[];
+  timingsMs: Partial<Record<PipelineStepName, number>>;
+  /** Resources still in the ledger after the build (kept by on-error abort, or failed deletes). */
+  leftovers: LedgerEntry[];
+  sourceImage?: string;
+}
+
+export async function runBuild(options: BuildOptions): Promise<BuildResult> {
+  const { plan, driver, ledger } = options;
+  const buildPaths = options.paths.build(plan.buildId);
+  const emit = options.onProgress ?? (() => {});
+  const log = new BuildLog(buildPaths.log, (line) => emit({ type: 'output', buildId: plan.buildId, line }));
+  const state = await BuildState.open(buildPaths.state, plan.buildId);
+  const ctx: BuildContext = { plan, resources: new ResourceRecorder(ledger, plan), state, paths: buildPaths, log, signal: options.signal };
+  const result: BuildResult = { buildId: plan.buildId, plan, status: 'succeeded', artifacts: [], timingsMs: {}, leftovers: [] };
+  let session: SshSession | undefined;
+  let current: PipelineStepName | undefined;
+
+  const steps: Record<PipelineStepName, (step: BuildContext) => Promise<Artifact[] | void>> = {
+    prepare: (c) => driver.prepare(c),
+    launch: (c) => driver.launch(c),
+    connect: async (c) => {
+      session = await openSession(c, driver, stepTimeout(options, 'connect'));
+    },
+    provision: async (c) => {
+      session ??= await openSession(c, driver, stepTimeout(options, 'connect'));
+      await runProvisioning({ session, steps: plan.provision, runtimeEnv: await driver.runtimeEnv(c), log: log.line, signal: c.signal });
+    },
+    stop: async (c) => {
+      session?.close();
+      session = undefined;
+      await driver.stop(c);
+    },
+    capture: (c) => driver.capture(c),
+    publish: (c) => driver.publish(c, [...state.artifacts]),
+  };
+  /** The step abandoned at its deadline or by an interrupt, still settling. */
+  let abandoned: Promise<unknown> | undefined;
+
+  try {
+    log.line(`build ${plan.buildId}: ${plan.definition.name} ${plan.version} size ${plan.size} on ${plan.target} (run ${plan.runId})`);
+    for (const step of STEP_ORDER) {
+      // A resumed build reconnects even when connect completed before: the old session is gone.
+      const skip = options.resume && state.completed.includes(step) && !(step === 'connect' && !state.completed.includes('provision'));
+      if (skip) {
+        emit({ type: 'step', buildId: plan.buildId, step, status: 'skipped' });
+        continue;
+      }
+      current = step;
+      emit({ type: 'step', buildId: plan.buildId, step, status: 'started' });
+      const started = Date.now();
+      const produced = await withDeadline((c) => steps[step](c), step, stepTimeout(options, step), ctx, (p) => (abandoned = p));
+      result.timingsMs[step] = Date.now() - started;
+      await state.complete(step, produced ?? []);
+      emit({ type: 'step', buildId: plan.buildId, step, status: 'done' });
+    }
+    current = undefined;
+    result.artifacts = [...state.artifacts];
+    result.sourceImage = state.fact('sourceImage');
+    emit({ type: 'cleanup', buildId: plan.buildId });
+    // Success: artifacts leave the ledger (they are the product), temporaries are deleted.
+    for (const entry of ledger.entries({ build: plan.buildId, role: 'artifact' })) await ledger.remove(entry.seq);
+    result.leftovers = await undo(ledger, () => driver, { build: plan.buildId, log: log.line });
+  } catch (err) {
+    session?.close();
+    const error = options.signal.aborted ? new KilnError('INTERRUPTED', `build interrupted during ${current ?? 'startup'}`, { step: current }) : asKilnError(err);
+    result.status = options.signal.aborted ? 'interrupted' : 'failed';
+    result.error = error;
+    result.failedStep = current;
+    result.sourceImage = state.fact('sourceImage');
+    log.line(`build ${plan.buildId} ${result.status} in step ${current ?? '?'}: ${error.message}`);
+    if (abandoned) await settle(abandoned, ABANDONED_STEP_GRACE_MS, log.line);
+    if (options.onError === 'cleanup') {
+      emit({ type: 'cleanup', buildId: plan.buildId });
+      result.leftovers = await undo(ledger, () => driver, { build: plan.buildId, log: log.line });
+    } else {
+      result.leftovers = ledger.entries({ build: plan.buildId });
+      log.line(`on-error abort: kept ${result.leftovers.length} resource(s); delete them with: kiln cleanup --run ${plan.runId}`);
+    }
+  } finally {
+    session?.close();
+    await log.close();
+  }
+  return result;
+}
+
+async function openSession(ctx: BuildContext, driver: TargetDriver, timeoutMs: number): Promise<SshSession> {
+  const access = await driver.sshAccess(ctx);
+  ctx.log.addSecret(access.privateKey);
+  return SshSession.connect({
+    host: access.host,
+    port: access.port,
+    username: access.username,
+    privateKey: access.privateKey,
+    hostKeys: access.hostKeys,
+    timeoutMs,
+    signal: ctx.signal,
+    onLog: ctx.log.line,
+  });
+}
+
+function stepTimeout(options: BuildOptions, step: PipelineStepName): number {
+  return options.stepTimeoutsMs?.[step] ?? DEFAULT_STEP_TIMEOUTS_MS[step];
+}
+
+/** How long undo waits for an abandoned step to notice its aborted signal and record what it made. */
+const ABANDONED_STEP_GRACE_MS = 2 * 60_000;
+
+/**
+ * Runs a step under the build's signal combined with the step's deadline, in a context of its own
+ * carrying that signal. The race makes sure a step that ignores its signal cannot hang the build;
+ * the abandoned promise is handed to `onAbandon` so undo can wait for what it may still create.
+ */
+async function withDeadline<T>(
+  run: (step: BuildContext) => Promise<T>,
+  step: PipelineStepName,
+  timeoutMs: number,
+  ctx: BuildContext,
+  onAbandon: (running: Promise<unknown>) => void,
+): Promise<T> {
+  const deadline = AbortSignal.timeout(timeoutMs);
+  const signal = AbortSignal.any([ctx.signal, deadline]);
+  signal.throwIfAborted();
+  const running = run({ ...ctx, signal });
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      onAbandon(running);
+      reject(deadline.aborted ? new KilnError('TIMEOUT', `step ${step} did not finish within ${formatDuration(timeoutMs)}`, { step }) : signal.reason);
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    running.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+  });
+}
+
+async function settle(running: Promise<unknown>, graceMs: number, log: (line: string) => void): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), graceMs)));
+  const outcome = await Promise.race([running.then(() => 'settled', () => 'settled'), late]);
+  clearTimeout(timer);
+  if (outcome === 'late') log(`the abandoned step did not stop within ${formatDuration(graceMs)}; cleaning up what the ledger lists`);
+}

@@ -1,0 +1,99 @@
+/**
+ * Runs a plan's provisioning steps on the build VM: one upload of provision/ and every planned file
+ * (one tar stream), then each script in order with sudo and its environment. The scripts are
+ * idempotent, so a step interrupted by a dropped connection is simply run again after reconnecting.
+ */
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { KilnError } from '../core/errors.js';
+import type { ProvisionStep } from '../definition/plan.js';
+import { isDisconnected, type SshSession } from '../ssh/index.js';
+import { STAGING_DIR } from './steps.js';
+
+/** The repository's provision/ folder, next to src/ (and to dist/ when compiled). */
+export const SCRIPTS_DIR = fileURLToPath(new URL('../../provision/', import.meta.url));
+
+export interface ProvisionOptions {
+  session: SshSession;
+  steps: ProvisionStep[];
+  /** Values for each step's runtimeEnv, from the target. */
+  runtimeEnv: Record<string, string>;
+  log: (line: string) => void;
+  onStep?: (step: ProvisionStep, index: number) => void;
+  signal?: AbortSignal;
+  /** Deadline for one script; default 30 minutes. */
+  stepTimeoutMs?: number;
+  /** How often a step is tried when the connection drops under it; default 3. */
+  attempts?: number;
+  scriptsDir?: string;
+}
+
+export async function runProvisioning(options: ProvisionOptions): Promise<void> {
+  const { session, steps, log } = options;
+  if (steps.length === 0) return;
+  await stage(session, steps, options.scriptsDir ?? SCRIPTS_DIR, options.signal);
+  for (const [index, step] of steps.entries()) {
+    options.onStep?.(step, index);
+    log(`provision ${index + 1}/${steps.length}: ${step.id}: ${step.description}`);
+    await runStep(step, options);
+  }
+}
+
+async function runStep(step: ProvisionStep, options: ProvisionOptions): Promise<void> {
+  const env = { ...step.env, ...pick(options.runtimeEnv, step.runtimeEnv, step.id) };
+  const attempts = options.attempts ?? 3;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const result = await options.session.exec(`bash ${STAGING_DIR}/provision/${step.script}`, {
+        sudo: true,
+        env,
+        timeoutMs: options.stepTimeoutMs ?? 30 * 60_000,
+        signal: options.signal,
+        onLine: (_stream, line) => options.log(`  ${step.id}| ${line}`),
+      });
+      if (result.code === 0) return;
+      const how = result.code === null ? `was killed (${result.signal ?? 'signal'})` : `exited with code ${result.code}`;
+      throw new KilnError('PROVISION', `provisioning step ${step.id} (provision/${step.script}) ${how}; last lines:\n${result.tail.join('\n')}`, {
+        step: step.id,
+        script: `provision/${step.script}`,
+        exitCode: result.code ?? undefined,
+      });
+    } catch (err) {
+      if (!isDisconnected(err) || attempt >= attempts) throw err;
+      options.log(`provision: connection dropped during ${step.id} (attempt ${attempt}/${attempts}); reconnecting to run it again`);
+      await options.session.reconnect();
+    }
+  }
+}
+
+/** Copies the scripts and every planned file into one local tree and uploads it in one stream. */
+async function stage(session: SshSession, steps: ProvisionStep[], scriptsDir: string, signal?: AbortSignal): Promise<void> {
+  const local = await mkdtemp(join(tmpdir(), 'kiln-stage-'));
+  try {
+    await cp(scriptsDir, join(local, 'provision'), { recursive: true });
+    for (const file of steps.flatMap((s) => s.files)) {
+      const rel = relative(STAGING_DIR, file.path);
+      if (rel.startsWith('..') || rel === '') throw new KilnError('INTERNAL', `planned file ${file.path} is outside ${STAGING_DIR}`);
+      const target = join(local, rel);
+      await mkdir(dirname(target), { recursive: true });
+      if (file.content !== undefined) await writeFile(target, file.content, { mode: parseInt(file.mode, 8) });
+      else if (file.source) await cp(file.source, target);
+    }
+    await session.run(`rm -rf ${STAGING_DIR}`, { sudo: true, signal });
+    await session.uploadTree(local, STAGING_DIR, { sudo: true, signal });
+  } finally {
+    await rm(local, { recursive: true, force: true });
+  }
+}
+
+function pick(values: Record<string, string>, names: string[], stepId: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of names) {
+    const value = values[name];
+    if (value === undefined) throw new KilnError('INTERNAL', `the target did not supply ${name} for provisioning step ${stepId}`);
+    out[name] = value;
+  }
+  return out;
+}

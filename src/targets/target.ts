@@ -1,0 +1,60 @@
+/**
+ * The interface every target implements. The pipeline calls these in order; each method creates at
+ * most a few kinds of resource and records every one through ctx.resources before going on, so that
+ * `destroy` can delete it later, from this process or from `kiln cleanup` in another one.
+ */
+import type { Plan } from '../definition/plan.js';
+import type { TargetName } from '../definition/schema.js';
+import type { LedgerEntry } from '../pipeline/ledger.js';
+import type { BuildContext } from '../pipeline/context.js';
+
+export interface SshAccess {
+  host: string;
+  port: number;
+  username: string;
+  privateKey: string;
+  /** Host keys the VM must present (OpenSSH lines or SHA256 fingerprints); empty = cannot verify. */
+  hostKeys: string[];
+}
+
+/** One thing a build produced: an image in a region, a file, a gallery version. */
+export interface Artifact {
+  kind: string;
+  id: string;
+  name?: string;
+  region?: string;
+  /** Which disk it holds, where a target makes one image per disk. */
+  disk?: 'root' | 'data' | 'both';
+  format?: string;
+  path?: string;
+  sizeBytes?: number;
+  sha256?: string;
+}
+
+export interface TargetDriver {
+  readonly name: TargetName;
+  /** Finds the base image and creates temporary access (SSH key, network rule). */
+  prepare(ctx: BuildContext): Promise<void>;
+  /** Launches the build VM with its root and data disks. */
+  launch(ctx: BuildContext): Promise<void>;
+  /** How to reach the VM over SSH once launched. */
+  sshAccess(ctx: BuildContext): Promise<SshAccess>;
+  /** Values for the plan's runtimeEnv (e.g. the data volume's id), known only after launch. */
+  runtimeEnv(ctx: BuildContext): Promise<Record<string, string>>;
+  /** Shuts the VM down cleanly (then forcibly after a deadline). */
+  stop(ctx: BuildContext): Promise<void>;
+  /** Captures images from the stopped VM's disks. */
+  capture(ctx: BuildContext): Promise<Artifact[]>;
+  /** Copies and shares the captured images as the plan says; returns every artifact to report. */
+  publish(ctx: BuildContext, captured: Artifact[]): Promise<Artifact[]>;
+  /** Deletes one recorded resource. Idempotent: a resource already gone is success. */
+  destroy(entry: LedgerEntry, options: DestroyOptions): Promise<void>;
+}
+
+export interface DestroyOptions {
+  log: (line: string) => void;
+  signal: AbortSignal;
+}
+
+/** Builds a driver for a plan (for builds) or from ledger entries alone (for cleanup). */
+export type DriverFactory = (plan: Plan | undefined) => TargetDriver;
