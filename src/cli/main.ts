@@ -2,7 +2,11 @@
 /** The kiln command line: wires the commands, maps errors to messages and exit codes. */
 import { Command, CommanderError } from 'commander';
 import { EXIT_BUILD_FAILED, EXIT_INPUT, KilnError, formatInputIssue, InputError } from '../core/errors.js';
+import { registerBase } from './base.js';
+import { registerBuild } from './build.js';
 import { registerCheck } from './check.js';
+import { registerCleanup } from './cleanup.js';
+import { CommandExit } from './exit.js';
 import { terminalOutput } from './output.js';
 import { registerPlan } from './plan.js';
 
@@ -15,6 +19,9 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride();
   registerPlan(program, out);
   registerCheck(program, out);
+  registerBuild(program, out);
+  registerCleanup(program, out);
+  registerBase(program, out);
 
   try {
     await program.parseAsync(argv);
@@ -25,6 +32,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 function reportError(err: unknown, debug: boolean, print: (text: string) => void): number {
+  if (err instanceof CommandExit) return err.exitCode;
   if (err instanceof CommanderError) {
     // Commander already printed its message; help and version are successes.
     return err.exitCode === 0 ? 0 : EXIT_INPUT;

@@ -1,0 +1,107 @@
+import type { Command } from 'commander';
+import { dirname } from 'node:path';
+import { EXIT_BUILD_FAILED, InputError } from '../core/errors.js';
+import { loadDefinition } from '../definition/load.js';
+import type { Plan } from '../definition/plan.js';
+import { resolve } from '../definition/resolve.js';
+import { SIZES, TARGETS, type TargetName } from '../definition/schema.js';
+import { newRunId } from '../pipeline/run-id.js';
+import { runBuilds } from '../pipeline/run.js';
+import { stateDir } from '../pipeline/state-dir.js';
+import { createDriver } from '../targets/drivers.js';
+import type { TargetDriver } from '../targets/target.js';
+import { collectMirrors, mirrorOption } from './options.js';
+import { CommandExit } from './exit.js';
+import type { Output } from './output.js';
+import { createProgress } from './progress.js';
+import { onInterrupt } from './signals.js';
+import { printSummary } from './summary.js';
+
+interface BuildFlags {
+  target: string;
+  size: string;
+  version: string;
+  mirror: string[];
+  onError: string;
+  concurrency: string;
+  failFast?: boolean;
+  resume?: string;
+  outputDir: string;
+  manifest: string;
+  verbose?: boolean;
+}
+
+export function registerBuild(program: Command, out: Output): void {
+  program
+    .command('build')
+    .description('build images: launch, provision, capture, publish, clean up')
+    .argument('<definition>', 'image definition (YAML)')
+    .requiredOption('-t, --target <targets>', `comma-separated targets (${TARGETS.join(', ')})`)
+    .requiredOption('-s, --size <sizes>', `comma-separated sizes (${SIZES.join(', ')}) or "all"`)
+    .requiredOption('-V, --version <version>', 'product version, e.g. 5.2.0')
+    .option(...mirrorOption)
+    .option('--on-error <mode>', 'cleanup (delete everything) or abort (keep it for debugging)', 'cleanup')
+    .option('--concurrency <n>', 'builds running at once', '4')
+    .option('--fail-fast', 'stop the other builds when one fails')
+    .option('--resume <run id>', 'continue a run from the first step each build has not completed')
+    .option('-o, --output-dir <dir>', 'where the local target writes images', 'kiln-out')
+    .option('--manifest <path>', 'where to write the run manifest', 'kiln-manifest.json')
+    .option('-v, --verbose', 'stream every build\'s output (always in its log file)')
+    .action(async (path: string, flags: BuildFlags) => {
+      const code = await build(path, flags, out);
+      if (code !== 0) throw new CommandExit(code);
+    });
+}
+
+async function build(path: string, flags: BuildFlags, out: Output): Promise<number> {
+  if (flags.onError !== 'cleanup' && flags.onError !== 'abort') {
+    throw new InputError({ field: '--on-error', message: `expected cleanup or abort, found ${JSON.stringify(flags.onError)}` });
+  }
+  const concurrency = Number(flags.concurrency);
+  if (!Number.isInteger(concurrency) || concurrency < 1) throw new InputError({ field: '--concurrency', message: `expected a whole number >= 1, found ${JSON.stringify(flags.concurrency)}` });
+  const loaded = await loadDefinition(path);
+  const runId = flags.resume ?? newRunId();
+  const targets = splitList(flags.target);
+  const sizes = flags.size.toLowerCase() === 'all' ? Object.keys(loaded.definition.sizes) : splitList(flags.size);
+  const mirrors = collectMirrors(flags.mirror);
+  const plans: Plan[] = targets.flatMap((target) => sizes.map((size) => resolve(loaded, target, size, flags.version, { runId, mirrors })));
+
+  const drivers = new Map<TargetName, TargetDriver>();
+  const driverFor = (plan: Plan) => {
+    let driver = drivers.get(plan.target);
+    if (!driver) drivers.set(plan.target, (driver = createDriver(plan.target, { local: { outputDir: flags.outputDir, definitionDir: dirname(path) } })));
+    return driver;
+  };
+  for (const plan of plans) driverFor(plan);
+
+  out.line(`run ${runId}: ${plans.length} build(s) of ${loaded.definition.name} ${flags.version}; state in ${stateDir()}/runs/${runId}`);
+  const progress = createProgress(plans.map((p) => p.buildId), out, flags.verbose ?? false);
+  const interrupt = onInterrupt({
+    first: () => out.error('interrupted: undoing what the builds created (Ctrl-C again to stop waiting)'),
+    second: () => out.error(`stopped waiting; anything left is in the ledger: run  kiln cleanup --run ${runId}`),
+  });
+  try {
+    const run = await runBuilds({
+      plans,
+      driverFor,
+      stateDir: stateDir(),
+      onError: flags.onError,
+      signal: interrupt.signal,
+      concurrency,
+      failFast: flags.failFast,
+      resume: flags.resume !== undefined,
+      manifestPath: flags.manifest,
+      onProgress: (e) => progress.event(e),
+      onBuildDone: (r) => progress.buildDone(r),
+    });
+    await progress.finish();
+    printSummary(run.results, flags.manifest, out);
+    return run.results.every((r) => r.status === 'succeeded') && run.results.length === plans.length ? 0 : EXIT_BUILD_FAILED;
+  } finally {
+    interrupt.dispose();
+  }
+}
+
+function splitList(value: string): string[] {
+  return value.split(',').map((v) => v.trim()).filter(Boolean);
+}

@@ -1,0 +1,256 @@
+/**
+ * The local target: builds on this machine with QEMU, so the pipeline cannot tell it from a cloud.
+ * prepare = base image (built or given) + SSH keys; launch = copy-on-write root overlay, blank data
+ * disk, NoCloud seed, QEMU; capture = standalone image files. Every file and the QEMU process are in
+ * the ledger, so cleanup works from another process after a crash.
+ */
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { homedir } from 'node:os';
+import { isAbsolute, join, resolve } from 'node:path';
+import { KilnError } from '../../core/errors.js';
+import { done, notYet, waitFor } from '../../core/wait.js';
+import type { LocalTargetPlan } from '../../definition/plan.js';
+import type { BuildContext } from '../../pipeline/context.js';
+import type { LedgerEntry } from '../../pipeline/ledger.js';
+import { generateKeyPair } from '../../ssh/index.js';
+import type { Artifact, DestroyOptions, SshAccess, TargetDriver } from '../target.js';
+import { detectAccel, type Accel } from './accel.js';
+import { buildBaseImage } from './base/build.js';
+import { describeBaseImage } from './base/describe.js';
+import { exportDisk, type ExportFormat, type ExportOutputs } from './capture.js';
+import { createBlankDisk, createOverlay, launchVm, type GuestForward, type VmHandle } from './qemu.js';
+import { QmpClient } from './qmp.js';
+import { createSeedIso } from './seed.js';
+
+export interface LocalDriverOptions {
+  /** Where base images are cached; default $KILN_CACHE_DIR or ~/.cache/kiln. */
+  cacheDir?: string;
+  /** Where captured images are written; default ./kiln-out. */
+  outputDir?: string;
+  /** Host loopback servers the guest may reach (artifact mirrors); nothing else is reachable. */
+  guestForwards?: GuestForward[];
+  /** Resolves a base image path given relative to the definition. */
+  definitionDir?: string;
+}
+
+const STOP_TIMEOUT_MS = 5 * 60_000;
+
+export function defaultCacheDir(): string {
+  return process.env.KILN_CACHE_DIR ?? join(homedir(), '.cache', 'kiln');
+}
+
+export class LocalDriver implements TargetDriver {
+  readonly name = 'local' as const;
+  /** VMs this process launched, by build id (a resumed build finds its VM through the ledger). */
+  private readonly vms = new Map<string, VmHandle>();
+
+  constructor(private readonly options: LocalDriverOptions = {}) {}
+
+  async prepare(ctx: BuildContext): Promise<void> {
+    const t = targetPlan(ctx);
+    const base = 'build' in t.baseImage
+      ? (await buildBaseImage({ distro: t.baseImage.build, cacheDir: this.options.cacheDir ?? defaultCacheDir(), onLog: ctx.log.line, signal: ctx.signal })).path
+      : (await describeBaseImage(this.basePath(t.baseImage.path))).path;
+    const accel = await this.accelerator(t.accelerator, ctx);
+    await ctx.state.setFacts({ sourceImage: base, accel });
+
+    await mkdir(ctx.paths.root, { recursive: true, mode: 0o700 });
+    const client = generateKeyPair(`kiln-${ctx.plan.buildId}`);
+    await this.writeFile(ctx, ctx.paths.sshKey, client.privateKey, 'ssh-key');
+    const host = generateKeyPair(`kiln-${ctx.plan.buildId}-host`);
+    ctx.log.addSecret(client.privateKey);
+    ctx.log.addSecret(host.privateKey);
+    const seedPath = join(ctx.paths.work, 'seed.iso');
+    await mkdir(ctx.paths.work, { recursive: true });
+    await ctx.resources.create({ kind: 'file', name: seedPath }, async () => {
+      await createSeedIso({
+        path: seedPath,
+        instanceId: ctx.plan.buildId,
+        hostname: t.names.vm,
+        user: { name: ctx.plan.access.sshUser, sshPublicKey: client.publicKey },
+        hostKey: host,
+      });
+      return { id: seedPath };
+    });
+    await ctx.state.setFacts({ clientPublicKey: client.publicKey, hostPublicKey: host.publicKey });
+    ctx.log.line(`local: base ${base}, ${accel} acceleration, host key ${host.publicKey.split(' ').slice(0, 2).join(' ').slice(0, 40)}...`);
+  }
+
+  async launch(ctx: BuildContext): Promise<void> {
+    const t = targetPlan(ctx);
+    const base = mustFact(ctx, 'sourceImage');
+    const root = join(ctx.paths.work, 'root.qcow2');
+    const data = join(ctx.paths.work, 'data.qcow2');
+    await ctx.resources.create({ kind: 'file', name: root }, async () => ({ id: (await createOverlay(base, root, ctx.plan.disks.root.sizeGb), root) }));
+    await ctx.resources.create({ kind: 'file', name: data }, async () => ({ id: (await createBlankDisk(data, ctx.plan.disks.data.sizeGb), data) }));
+    const vm = await ctx.resources.create({ kind: 'vm', name: t.names.vm }, async () => {
+      const handle = await launchVm({
+        name: t.names.vm,
+        workDir: ctx.paths.work,
+        rootDisk: root,
+        dataDisks: [{ path: data, serial: ctx.plan.disks.data.deviceName ?? 'kiln-data' }],
+        seedIso: join(ctx.paths.work, 'seed.iso'),
+        cpus: t.cpus,
+        memoryMiB: t.memoryMiB,
+        sshForward: { hostAddress: '127.0.0.1', hostPort: 0 },
+        guestForwards: this.options.guestForwards ?? [],
+        accel: mustFact(ctx, 'accel') as Accel,
+        serialLogPath: ctx.paths.console,
+        onConsoleLine: (line) => ctx.log.line(`console| ${line}`),
+      });
+      this.vms.set(ctx.plan.buildId, handle);
+      return { id: String(handle.pid), extra: { qmpSocket: handle.qmpSocket, vmName: t.names.vm }, handle };
+    });
+    await ctx.state.setFacts({ sshHost: vm.handle.sshAddress.host, sshPort: String(vm.handle.sshAddress.port) });
+    ctx.log.line(`local: VM ${t.names.vm} (pid ${vm.id}) started; SSH forwarded on ${vm.handle.sshAddress.host}:${vm.handle.sshAddress.port}`);
+  }
+
+  async sshAccess(ctx: BuildContext): Promise<SshAccess> {
+    return {
+      host: mustFact(ctx, 'sshHost'),
+      port: Number(mustFact(ctx, 'sshPort')),
+      username: ctx.plan.access.sshUser,
+      privateKey: await readFile(ctx.paths.sshKey, 'utf8'),
+      hostKeys: [mustFact(ctx, 'hostPublicKey')],
+    };
+  }
+
+  async runtimeEnv(): Promise<Record<string, string>> {
+    return {};
+  }
+
+  async stop(ctx: BuildContext): Promise<void> {
+    const entry = ctx.resources.one('vm');
+    const handle = this.vms.get(ctx.plan.buildId);
+    if (handle) {
+      const result = await handle.shutdown({ timeoutMs: STOP_TIMEOUT_MS });
+      ctx.log.line(`local: VM stopped (${result.how})`);
+    } else {
+      await powerOffByLedger(entry, ctx.log.line);
+    }
+    this.vms.delete(ctx.plan.buildId);
+    await ctx.resources.forget(entry);
+  }
+
+  async capture(ctx: BuildContext): Promise<Artifact[]> {
+    const t = targetPlan(ctx);
+    const outputDir = resolve(this.options.outputDir ?? 'kiln-out');
+    await mkdir(outputDir, { recursive: true });
+    const artifacts: Artifact[] = [];
+    const disks = [
+      { disk: 'root' as const, source: join(ctx.paths.work, 'root.qcow2'), name: t.names.rootImage },
+      { disk: 'data' as const, source: join(ctx.paths.work, 'data.qcow2'), name: t.names.dataImage },
+    ];
+    for (const { disk, source, name } of disks) {
+      const outputs = exportPaths(outputDir, name, t.publish.formats);
+      // Each output is recorded before it is written, so a crash mid-export leaves nothing unlisted.
+      await Promise.all(Object.values(outputs).map((path) => ctx.resources.adopt({ kind: 'file', name: path, id: path, role: 'artifact' })));
+      const exported = await exportDisk(source, outputs, { onLog: ctx.log.line, signal: ctx.signal });
+      for (const file of Object.values(exported)) {
+        artifacts.push({ kind: 'image-file', id: file.path, name, disk, format: file.format, path: file.path, sizeBytes: file.sizeBytes, sha256: file.sha256 });
+      }
+    }
+    return artifacts;
+  }
+
+  async publish(): Promise<Artifact[]> {
+    return [];
+  }
+
+  async destroy(entry: LedgerEntry, options: DestroyOptions): Promise<void> {
+    if (entry.kind === 'vm') {
+      await killRecordedVm(entry, options);
+      return;
+    }
+    if (entry.kind === 'file') {
+      await rm(entry.id ?? entry.name, { force: true });
+      return;
+    }
+    throw new KilnError('INTERNAL', `the local target cannot delete a ${entry.kind}`);
+  }
+
+  private basePath(path: string): string {
+    return isAbsolute(path) ? path : resolve(this.options.definitionDir ?? '.', path);
+  }
+
+  private async accelerator(requested: LocalTargetPlan['accelerator'], ctx: BuildContext): Promise<Accel> {
+    if (requested !== 'auto') return requested;
+    const decision = await detectAccel();
+    ctx.log.line(`local: using ${decision.accel}: ${decision.reason}`);
+    return decision.accel;
+  }
+
+  private async writeFile(ctx: BuildContext, path: string, content: string, kind: string): Promise<void> {
+    await ctx.resources.create({ kind: 'file', name: path, extra: { holds: kind } }, async () => {
+      await writeFile(path, content, { mode: 0o600 });
+      return { id: path };
+    });
+  }
+}
+
+function targetPlan(ctx: BuildContext): LocalTargetPlan {
+  if (ctx.plan.targetPlan.kind !== 'local') throw new KilnError('INTERNAL', `local driver got a ${ctx.plan.targetPlan.kind} plan`);
+  return ctx.plan.targetPlan;
+}
+
+function mustFact(ctx: BuildContext, key: string): string {
+  const value = ctx.state.fact(key);
+  if (value === undefined) throw new KilnError('INTERNAL', `build ${ctx.plan.buildId} has no ${key} yet: was a step skipped?`);
+  return value;
+}
+
+const EXTENSIONS: Record<ExportFormat, string> = { qcow2: 'qcow2', raw: 'raw', vmdk: 'vmdk', vhd: 'vhd', gceTar: 'tar.gz' };
+
+function exportPaths(dir: string, name: string, formats: LocalTargetPlan['publish']['formats']): ExportOutputs {
+  const outputs: ExportOutputs = {};
+  for (const format of formats) {
+    const key: ExportFormat = format === 'gce-tar' ? 'gceTar' : format;
+    outputs[key] = join(dir, `${name}.${EXTENSIONS[key]}`);
+  }
+  return outputs;
+}
+
+/** True when `pid` is a QEMU process running the named VM (never kill a recycled pid). */
+async function isOurVm(pid: number, vmName: string): Promise<boolean> {
+  try {
+    const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
+    return cmdline.some((arg) => arg.includes('qemu-system')) && cmdline.includes(vmName);
+  } catch {
+    return false;
+  }
+}
+
+async function powerOffByLedger(entry: LedgerEntry, log: (line: string) => void): Promise<void> {
+  const pid = Number(entry.id);
+  const vmName = entry.extra?.vmName ?? entry.name;
+  if (!(await isOurVm(pid, vmName))) return;
+  const qmp = await QmpClient.connect(entry.extra?.qmpSocket ?? '', 10_000);
+  try {
+    await qmp.execute('system_powerdown');
+  } finally {
+    qmp.close();
+  }
+  await waitFor(async () => ((await isOurVm(pid, vmName)) ? notYet('running') : done(true)), { what: `VM ${vmName} to power off`, timeoutMs: STOP_TIMEOUT_MS });
+  log(`local: VM ${vmName} powered off`);
+}
+
+/**
+ * Kills a recorded VM. An intent without a pid (kiln died between starting QEMU and recording it)
+ * is found by its unique name among the running QEMU processes.
+ */
+async function killRecordedVm(entry: LedgerEntry, options: DestroyOptions): Promise<void> {
+  const vmName = entry.extra?.vmName ?? entry.name;
+  const pids = entry.id ? [Number(entry.id)] : await qemuPidsNamed(vmName);
+  for (const pid of pids) {
+    if (!(await isOurVm(pid, vmName))) continue;
+    options.log(`local: killing QEMU ${pid} of ${vmName}`);
+    process.kill(pid, 'SIGKILL');
+    await waitFor(async () => ((await isOurVm(pid, vmName)) ? notYet('running') : done(true)), { what: `QEMU ${pid} to exit`, timeoutMs: 30_000, signal: options.signal });
+  }
+}
+
+async function qemuPidsNamed(vmName: string): Promise<number[]> {
+  const pids = (await readdir('/proc')).filter((name) => /^\d+$/.test(name)).map(Number);
+  const ours = await Promise.all(pids.map(async (pid) => ((await isOurVm(pid, vmName)) ? pid : undefined)));
+  return ours.filter((pid): pid is number => pid !== undefined);
+}
