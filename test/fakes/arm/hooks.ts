@@ -58,6 +58,7 @@ export const ARM_STEPS = [
   'galleryImage.delete',
   'galleryImageVersion.create',
   'galleryImageVersion.replicate',
+  'galleryImageVersion.update',
   'galleryImageVersion.delete',
 ] as const;
 export type ArmStep = (typeof ARM_STEPS)[number];

@@ -205,6 +205,30 @@ describe('ARM fake: an image build through the real SDK clients', () => {
     );
     expect(republished.provisioningState).toBe('Succeeded');
     expect(new Set(fake.machines.inventory().snapshots)).toEqual(snapshotsBefore);
+    // adding a target region later replicates just that region
+    await c.compute.galleryImageVersions.beginCreateOrUpdateAndWait(
+      rg,
+      'g1',
+      'app',
+      '1.0.0',
+      {
+        location: LOCATION,
+        publishingProfile: { targetRegions: [{ name: LOCATION }, { name: 'swedencentral' }] },
+        storageProfile: { source: { virtualMachineId: src.id } },
+      },
+      c.poll,
+    );
+    const widened = await c.compute.galleryImageVersions.get(rg, 'g1', 'app', '1.0.0', { expand: 'ReplicationStatus' });
+    expect(widened.replicationStatus?.summary?.map((r) => [r.region, r.state])).toEqual([
+      [LOCATION, 'Completed'],
+      ['swedencentral', 'Completed'],
+    ]);
+    const versions: string[] = [];
+    for await (const v of c.compute.galleryImageVersions.listByGalleryImage(rg, 'g1', 'app')) versions.push(v.name ?? '');
+    expect(versions).toEqual(['1.0.0']);
+    await expect(async () => {
+      for await (const _ of c.compute.galleryImageVersions.listByGalleryImage(rg, 'g1', 'nope')) void _;
+    }).rejects.toMatchObject({ statusCode: 404, code: 'ResourceNotFound' });
 
     for (const [name, imageId] of [
       ['from-image', image.id],

@@ -240,6 +240,9 @@ function providerRoute(
         apiVersions: listKind.apiVersions,
         handle: (ctx) => {
           if (group) core.state.requireGroup(group);
+          if (parentId && group && !core.state.get(parentId)) {
+            throw armErrors.resourceNotFound(typeOf(names.length), names, group);
+          }
           const records = parentId
             ? core.state.children(parentId, listKind.type)
             : core.state.list({ type: listKind.type, ...(group ? { resourceGroup: group } : {}) });

@@ -14,6 +14,8 @@
  *    Replicating 0% -> 50% -> Completed 100% over two `galleryImageVersion.replicate` steps, and an
  *    interceptor on that step fails one region (`ctx.region`), which fails the version. GET with
  *    `$expand=ReplicationStatus` serves `replicationStatus`.
+ *  - PUT on an existing version may change tags and target regions (new regions replicate after
+ *    the `galleryImageVersion.update` step); its source cannot change.
  *  - Deleting a gallery that has definitions, or a definition that has versions, is 409
  *    CannotDeleteResource.
  */
@@ -260,7 +262,7 @@ function putVersion(core: Core, ctx: RequestContext, ref: ResourceRef, kind: Res
     const added = keys.filter((k) => !existing.internal.regions[k]);
     for (const k of Object.keys(existing.internal.regions)) if (!keys.includes(k)) delete existing.internal.regions[k];
     for (const k of added) existing.internal.regions[k] = { state: 'Replicating', progress: 0 };
-    return galleryPut(core, ctx, kind, existing, true, 'galleryImageVersion.replicate', () => replicate(core, existing, added));
+    return galleryPut(core, ctx, kind, existing, true, 'galleryImageVersion.update', () => replicate(core, existing, added));
   }
 
   if (!sourceId) throw armErrors.invalidParameter('The gallery image version needs storageProfile.source.', 'storageProfile.source');

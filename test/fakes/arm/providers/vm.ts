@@ -6,7 +6,9 @@
  * Create answers 201 `provisioningState: Creating` with `Azure-AsyncOperation`; after the
  * `vm.create` step the backend creates the OS disk (from the image's snapshot) and the data disks,
  * then starts the machine with the admin user, its first SSH key and the public IP's loopback
- * address; the VM is then `Succeeded` and `PowerState/running`.
+ * address (a fresh loopback address when the primary NIC has no public IP); the VM is then
+ * `Succeeded` and `PowerState/running`. Operations on one VM run in order (a delete sent while the
+ * create is still running waits for it), as ARM serialises them.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { ArmError, armErrors } from '../errors.js';
