@@ -39,25 +39,34 @@ export interface MachineBackend {
 
 /** Fast mode: nothing boots, every call succeeds at once. */
 export class NullMachines implements MachineBackend {
-  async createDisk(): Promise<void> {}
-  async deleteDisk(): Promise<void> {}
-  async snapshotDisk(): Promise<void> {}
-  async deleteSnapshot(): Promise<void> {}
-  async startMachine(): Promise<void> {}
-  async stopMachine(): Promise<void> {}
-  async destroyMachine(): Promise<void> {}
+  async createDisk(_diskId: string, _sizeGb: number, _fromSnapshotId?: string): Promise<void> {}
+  async deleteDisk(_diskId: string): Promise<void> {}
+  async snapshotDisk(_diskId: string, _snapshotId: string): Promise<void> {}
+  async deleteSnapshot(_snapshotId: string): Promise<void> {}
+  async startMachine(_spec: MachineSpec): Promise<void> {}
+  async stopMachine(_id: string): Promise<void> {}
+  async destroyMachine(_id: string): Promise<void> {}
   async consoleOutput(id: string): Promise<string> {
     return `fake console of ${id}\n`;
   }
   async close(): Promise<void> {}
 }
 
-/** Hands out distinct loopback addresses (127.0.10.1, 127.0.10.2, ...) as instances' public IPs. */
+/**
+ * Hands out distinct loopback addresses (127.0.10.1, 127.0.10.2, ...) as instances' public IPs.
+ * Give each fake its own prefix so that two fakes in one test never hand out the same address.
+ */
 export class LoopbackAddresses {
-  private next = 1;
+  private readonly free: number[] = Array.from({ length: 254 }, (_, i) => i + 1);
   constructor(private readonly prefix = '127.0.10.') {}
   allocate(): string {
-    if (this.next > 254) throw new Error('fake ran out of loopback addresses');
-    return `${this.prefix}${this.next++}`;
+    const host = this.free.shift();
+    if (host === undefined) throw new Error(`fake ran out of loopback addresses under ${this.prefix}`);
+    return `${this.prefix}${host}`;
+  }
+  /** Returns an address to the pool (an ephemeral IP released on stop or delete). */
+  release(address: string): void {
+    const host = Number(address.slice(this.prefix.length));
+    if (address.startsWith(this.prefix) && host >= 1 && host <= 254 && !this.free.includes(host)) this.free.push(host);
   }
 }
