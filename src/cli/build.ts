@@ -3,8 +3,8 @@ import { dirname } from 'node:path';
 import { EXIT_BUILD_FAILED, InputError } from '../core/errors.js';
 import { loadDefinition } from '../definition/load.js';
 import type { Plan } from '../definition/plan.js';
-import { resolve } from '../definition/resolve.js';
 import { SIZES, TARGETS, type TargetName } from '../definition/schema.js';
+import { buildMatrix } from '../pipeline/matrix.js';
 import { newRunId } from '../pipeline/run-id.js';
 import { runBuilds } from '../pipeline/run.js';
 import { stateDir } from '../pipeline/state-dir.js';
@@ -29,6 +29,7 @@ interface BuildFlags {
   outputDir: string;
   manifest: string;
   verbose?: boolean;
+  shard?: string;
 }
 
 export function registerBuild(program: Command, out: Output): void {
@@ -36,8 +37,9 @@ export function registerBuild(program: Command, out: Output): void {
     .command('build')
     .description('build images: launch, provision, capture, publish, clean up')
     .argument('<definition>', 'image definition (YAML)')
-    .requiredOption('-t, --target <targets>', `comma-separated targets (${TARGETS.join(', ')})`)
+    .requiredOption('-t, --target <targets>', `comma-separated targets (${TARGETS.join(', ')}) or "all"`)
     .requiredOption('-s, --size <sizes>', `comma-separated sizes (${SIZES.join(', ')}) or "all"`)
+    .option('--shard <i/n>', 'build only every n-th build of the matrix, starting with the i-th (for CI)')
     .requiredOption('-V, --version <version>', 'product version, e.g. 5.2.0')
     .option(...mirrorOption)
     .option('--on-error <mode>', 'cleanup (delete everything) or abort (keep it for debugging)', 'cleanup')
@@ -61,10 +63,11 @@ async function build(path: string, flags: BuildFlags, out: Output): Promise<numb
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new InputError({ field: '--concurrency', message: `expected a whole number >= 1, found ${JSON.stringify(flags.concurrency)}` });
   const loaded = await loadDefinition(path);
   const runId = flags.resume ?? newRunId();
-  const targets = splitList(flags.target);
-  const sizes = flags.size.toLowerCase() === 'all' ? Object.keys(loaded.definition.sizes) : splitList(flags.size);
-  const mirrors = collectMirrors(flags.mirror);
-  const plans: Plan[] = targets.flatMap((target) => sizes.map((size) => resolve(loaded, target, size, flags.version, { runId, mirrors })));
+  const plans = buildMatrix(loaded, { targets: flags.target, sizes: flags.size, version: flags.version, shard: flags.shard }, { runId, mirrors: collectMirrors(flags.mirror) });
+  if (plans.length === 0) {
+    out.line(`shard ${flags.shard ?? ''} of this matrix is empty: nothing to build`);
+    return 0;
+  }
 
   const drivers = new Map<TargetName, TargetDriver>();
   const driverFor = (plan: Plan) => {
@@ -102,6 +105,3 @@ async function build(path: string, flags: BuildFlags, out: Output): Promise<numb
   }
 }
 
-function splitList(value: string): string[] {
-  return value.split(',').map((v) => v.trim()).filter(Boolean);
-}
