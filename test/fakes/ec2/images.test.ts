@@ -165,11 +165,32 @@ describe('CreateImage', () => {
       ['/dev/xvda', 20],
       ['/dev/sdf', 50],
     ]);
+    const byTag = await ec2.send(
+      new DescribeImagesCommand({ Owners: ['self'], Filters: [{ Name: 'tag:kiln:run', Values: ['abc123'] }] }),
+    );
+    expect(byTag.Images?.map((i) => i.ImageId)).toEqual([ImageId]);
+    const byKey = await ec2.send(new DescribeImagesCommand({ Owners: ['self'], Filters: [{ Name: 'tag-key', Values: ['other'] }] }));
+    expect(byKey.Images).toEqual([]);
     const snaps = await ec2.send(new DescribeSnapshotsCommand({ OwnerIds: ['self'] }));
     expect(snaps.Snapshots?.map((s) => s.State)).toEqual(['completed', 'completed']);
     expect(snaps.Snapshots?.every((s) => s.Tags?.[0]?.Key === 'kiln:run')).toBe(true);
     const snapshotted = machines.log.filter((l) => l.startsWith('snapshotDisk'));
     expect(snapshotted).toHaveLength(2);
+  });
+
+  it('marks the image failed when the machine backend cannot snapshot', async () => {
+    const instanceId = await stoppedInstance();
+    machines.snapshotDisk = async () => {
+      throw new Error('disk full');
+    };
+    const { ImageId } = await ec2.send(new CreateImageCommand({ InstanceId: instanceId, Name: 'doomed' }));
+    const err = await rejection(waitUntilImageAvailable({ client: ec2, ...FAST_WAIT }, { ImageIds: [ImageId as string] }));
+    expect(err.name).toBe('Error');
+    expect(err.message).toContain('FAILURE');
+    const { Images } = await ec2.send(new DescribeImagesCommand({ ImageIds: [ImageId as string] }));
+    expect(Images?.[0]?.State).toBe('failed');
+    expect(Images?.[0]?.StateReason?.Message).toContain('disk full');
+    expect(fake.state.backendErrors).toHaveLength(1);
   });
 
   it('rejects a duplicate name and an instance in the wrong state', async () => {

@@ -47,7 +47,7 @@ import { Ec2State, type Ec2StateOptions } from './state.js';
 export { Ec2Error } from './errors.js';
 export { AMAZON_OWNER, CANONICAL_OWNER, baseImageCatalog, type SeedImageSpec } from './seed.js';
 export type { Ec2State, LiveResources } from './state.js';
-export type { CallRecord, Interception, Interceptor } from './server.js';
+export type { CallRecord, Interception, Interceptor, Verdict } from './server.js';
 
 export const ACTIONS: Record<string, ActionHandler> = {
   ...imageActions,
@@ -76,8 +76,11 @@ export interface Ec2Fake {
   unexpectedErrors: unknown[];
   /** Adds an interceptor; returns a function removing it. */
   intercept(interceptor: Interceptor): () => void;
-  /** Makes the nth call (1-based, counting calls that were not fault-injected) of an action fail. */
-  failCall(action: string, nth: number, code: string, message?: string): () => void;
+  /**
+   * Makes the nth call (1-based, counting calls that were not fault-injected) of an action fail.
+   * With `after`, the call takes effect first and only its response is an error (a lost response).
+   */
+  failCall(action: string, nth: number, code: string, options?: { message?: string; after?: boolean }): () => void;
   close(): Promise<void>;
 }
 
@@ -102,12 +105,12 @@ export async function startEc2Fake(options: Ec2FakeOptions = {}): Promise<Ec2Fak
     calls: server.calls,
     unexpectedErrors: server.unexpectedErrors,
     intercept,
-    failCall: (action, nth, code, message) =>
-      intercept((call) =>
-        call.action === action && call.nth === nth
-          ? new Ec2Error(code, message ?? `Injected failure of ${action} call ${nth}`)
-          : undefined,
-      ),
+    failCall: (action, nth, code, { message, after = false } = {}) =>
+      intercept((call) => {
+        if (call.action !== action || call.nth !== nth) return undefined;
+        const error = new Ec2Error(code, message ?? `Injected failure of ${action} call ${nth}`);
+        return after ? { error, after: true } : error;
+      }),
     close: async () => {
       state.closed = true;
       transitions.close();

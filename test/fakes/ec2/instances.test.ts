@@ -274,6 +274,21 @@ describe('the instance state machine', () => {
     expect(malformed.name).toBe('InvalidInstanceID.Malformed');
   });
 
+  it('terminates an instance whose machine fails to boot, with the reason', async () => {
+    machines.startMachine = async () => {
+      throw new Error('qemu exited with status 1');
+    };
+    const run = await ec2.send(new RunInstancesCommand({ ImageId: await imageId(), InstanceType: 't3.micro', MinCount: 1, MaxCount: 1 }));
+    const id = run.Instances?.[0]?.InstanceId as string;
+    const err = await rejection(running(id));
+    expect(err.message).toContain('FAILURE');
+    await waitUntilInstanceTerminated({ client: ec2, ...FAST_WAIT }, { InstanceIds: [id] });
+    expect((await describe1(id))?.StateReason).toEqual({ Code: 'Server.InternalError', Message: 'Server.InternalError: qemu exited with status 1' });
+    expect(fake.state.liveResources('us-east-2')).toMatchObject({ instances: [], volumes: [] });
+    expect(fake.state.backendErrors.map((e) => e.context)).toEqual([`launch ${id}`]);
+    fake.state.backendErrors.length = 0;
+  });
+
   it('returns the console output base64-encoded', async () => {
     const run = await ec2.send(new RunInstancesCommand({ ImageId: await imageId(), InstanceType: 't3.micro', MinCount: 1, MaxCount: 1 }));
     const id = run.Instances?.[0]?.InstanceId as string;

@@ -47,7 +47,7 @@ function afterDelay(
   generation: number,
   apply: () => void,
 ): void {
-  if (instance.generation !== generation) return;
+  if (state.closed || instance.generation !== generation) return;
   state.transitions.schedule(name, () => {
     if (state.closed || instance.generation !== generation) return;
     apply();
@@ -72,15 +72,30 @@ export function launch(state: Ec2State, region: RegionState, instance: InstanceR
   const generation = instance.generation;
   instance.publicIp = state.loopback.allocate();
   enqueue(state, instance, 'launch', async () => {
-    for (const volumeId of instance.volumeIds) {
-      const volume = region.volumes.get(volumeId);
-      if (volume) await state.machines.createDisk(volumeId, volume.size, volume.snapshotId);
+    try {
+      for (const volumeId of instance.volumeIds) {
+        const volume = region.volumes.get(volumeId);
+        if (volume) await state.machines.createDisk(volumeId, volume.size, volume.snapshotId);
+      }
+      if (instance.generation !== generation) return;
+      await state.machines.startMachine(machineSpec(state, region, instance));
+      instance.machineExists = true;
+    } catch (error) {
+      // As EC2 does with a launch that fails: the instance goes on to terminated.
+      if (instance.generation === generation) {
+        setInstanceState(instance, 'shutting-down');
+        instance.stateReason = serverError(error);
+        terminate(state, region, instance);
+      }
+      throw error;
     }
-    if (instance.generation !== generation) return;
-    await state.machines.startMachine(machineSpec(state, region, instance));
-    instance.machineExists = true;
     afterDelay(state, 'instance.running', instance, generation, () => setInstanceState(instance, 'running'));
   });
+}
+
+function serverError(error: unknown): { code: string; message: string } {
+  const message = error instanceof Error ? error.message : String(error);
+  return { code: 'Server.InternalError', message: `Server.InternalError: ${message}` };
 }
 
 /** stopped -> pending -> running. */
@@ -89,7 +104,17 @@ export function start(state: Ec2State, region: RegionState, instance: InstanceRe
   instance.publicIp = state.loopback.allocate();
   enqueue(state, instance, 'start', async () => {
     if (instance.generation !== generation) return;
-    await state.machines.startMachine(machineSpec(state, region, instance));
+    try {
+      await state.machines.startMachine(machineSpec(state, region, instance));
+    } catch (error) {
+      // A start that fails leaves the instance stopped, with the reason.
+      if (instance.generation === generation) {
+        setInstanceState(instance, 'stopped');
+        instance.publicIp = undefined;
+        instance.stateReason = serverError(error);
+      }
+      throw error;
+    }
     instance.machineExists = true;
     afterDelay(state, 'instance.running', instance, generation, () => setInstanceState(instance, 'running'));
   });
@@ -125,7 +150,7 @@ export function terminate(state: Ec2State, region: RegionState, instance: Instan
     afterDelay(state, 'instance.terminated', instance, generation, () => {
       setInstanceState(instance, 'terminated');
       instance.publicIp = undefined;
-      instance.stateReason = {
+      instance.stateReason ??= {
         code: 'Client.UserInitiatedShutdown',
         message: 'Client.UserInitiatedShutdown: User initiated shutdown',
       };
@@ -144,6 +169,7 @@ export function terminate(state: Ec2State, region: RegionState, instance: Instan
 
 function completeSnapshot(state: Ec2State, snapshot: SnapshotRecord): Promise<void> {
   return new Promise((resolve) => {
+    if (state.closed) return;
     state.transitions.schedule('snapshot.completed', () => {
       if (snapshot.state === 'pending') snapshot.state = 'completed';
       resolve();
@@ -152,6 +178,7 @@ function completeSnapshot(state: Ec2State, snapshot: SnapshotRecord): Promise<vo
 }
 
 function imageAvailable(state: Ec2State, image: ImageRecord): void {
+  if (state.closed) return;
   state.transitions.schedule('image.available', () => {
     if (image.state === 'pending') image.state = 'available';
   });

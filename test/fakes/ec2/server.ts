@@ -29,8 +29,13 @@ export interface Interception {
   nth: number;
 }
 
-/** Returns an Ec2Error to answer the call with it, or nothing to serve it normally. */
-export type Interceptor = (call: Interception) => Ec2Error | undefined | void | Promise<Ec2Error | undefined | void>;
+/**
+ * What an interceptor decides: an Ec2Error answers the call with it before anything happens;
+ * `{ error, after: true }` serves the call (its effects happen) and then answers with the error,
+ * as when a response is lost; nothing serves the call normally.
+ */
+export type Verdict = Ec2Error | { error: Ec2Error; after: true } | undefined | void;
+export type Interceptor = (call: Interception) => Verdict | Promise<Verdict>;
 
 export interface CallRecord {
   action: string;
@@ -94,14 +99,17 @@ export class Ec2Server {
       }
       const nth = (this.counts.get(action) ?? 0) + 1;
       this.counts.set(action, nth);
+      let lostResponse: Ec2Error | undefined;
       for (const interceptor of this.interceptors) {
         const verdict = await interceptor({ action, region, params, nth });
         if (verdict instanceof Ec2Error) throw verdict;
+        if (verdict) lostResponse ??= verdict.error;
       }
       if (params.bool('DryRun') === true) {
         throw new Ec2Error('DryRunOperation', 'Request would have succeeded, but DryRun flag is set.');
       }
       const result = await handler({ state: this.state, region: this.state.region(region), params, requestId });
+      if (lostResponse) throw lostResponse;
       send(200, renderResponse(action, requestId, result));
     } catch (err) {
       if (err instanceof Ec2Error) return fail(err);

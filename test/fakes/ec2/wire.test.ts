@@ -162,6 +162,14 @@ describe('faults', () => {
     expect(fake.state.liveResources('us-east-1').images).toHaveLength(3);
   });
 
+  it('can lose a response after the call took effect; the SDK retry with the same ClientToken is idempotent', async () => {
+    const ec2 = ec2Client(fake, 'us-east-1', { maxAttempts: 3 });
+    fake.failCall('RunInstances', 1, 'InternalError', { after: true });
+    const run = await ec2.send(new RunInstancesCommand({ ImageId: await baseImage(ec2), InstanceType: 't3.micro', MinCount: 1, MaxCount: 1 }));
+    expect(fake.calls.filter((c) => c.action === 'RunInstances').map((c) => c.status)).toEqual([500, 200]);
+    expect(fake.state.liveResources('us-east-1').instances).toEqual([run.Instances?.[0]?.InstanceId]);
+  });
+
   it('lets an interceptor answer with any EC2 error', async () => {
     const ec2 = ec2Client(fake, 'us-east-1');
     const remove = fake.intercept((call) =>

@@ -356,6 +356,7 @@ const terminateInstances: ActionHandler = (ctx) => {
     if (instance.state === 'terminated' || instance.state === 'shutting-down') continue;
     setInstanceState(instance, 'shutting-down');
     instance.stateTransitionReason = userInitiated();
+    instance.stateReason = undefined;
     terminate(ctx.state, ctx.region, instance);
   }
   return changeXml(changes);

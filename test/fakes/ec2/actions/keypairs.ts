@@ -100,7 +100,7 @@ const describeKeyPairs: ActionHandler = (ctx) => {
     }
   }
   for (const id of ids) {
-    if (!region.keyPairs.has(id)) throw new Ec2Error('InvalidKeyPair.NotFound', `The key pair '${id}' does not exist`);
+    if (!region.keyPairs.has(id)) throw new Ec2Error('InvalidKeyPair.NotFound', `The key pair ID '${id}' does not exist`);
   }
   if (names.length) keys = keys.filter((k) => names.includes(k.name));
   if (ids.length) keys = keys.filter((k) => ids.includes(k.id));
@@ -125,7 +125,7 @@ const deleteKeyPair: ActionHandler = (ctx) => {
   const id = params.str('KeyPairId');
   if (!name && !id) throw new Ec2Error('MissingParameter', 'The request must contain the parameter KeyName or KeyPairId');
   if (id && !region.keyPairs.has(id)) {
-    throw new Ec2Error('InvalidKeyPair.NotFound', `The key pair '${id}' does not exist`);
+    throw new Ec2Error('InvalidKeyPair.NotFound', `The key pair ID '${id}' does not exist`);
   }
   // Deleting a key pair by a name that does not exist succeeds, as in EC2.
   const key = id ? region.keyPairs.get(id) : [...region.keyPairs.values()].find((k) => k.name === name);
