@@ -58,7 +58,7 @@ export async function exec(conn: Connection, command: string, options: ExecOptio
     const env = describeEnv(options.env);
     log(`ssh: ${conn.target} $ ${options.sudo ? 'sudo ' : ''}${env ? `${env} ` : ''}${redact(command)}`);
   }
-  options.signal?.throwIfAborted();
+  if (options.signal?.aborted) throw new KilnError('INTERRUPTED', `not running "${shown}" on ${conn.target}: interrupted`, context0(conn.target, shown));
   if (conn.closed) throw new SshDisconnectedError(`not connected to ${conn.target}`, { target: conn.target });
 
   const started = Date.now();
@@ -201,6 +201,10 @@ export async function runRaw(conn: Connection, command: string, timeoutMs: numbe
       ch.end();
     });
   });
+}
+
+function context0(target: string, command: string): Record<string, string> {
+  return { target, command };
 }
 
 /** First line of a command, shortened, for messages. */

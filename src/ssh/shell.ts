@@ -65,7 +65,7 @@ const LOADER = [
   'pf=/tmp/.kiln-exec-$3',
   '{ st=$(< "/proc/$$/stat") && st=${st##*) } && read -r _ _ pg _ <<< "$st" && [ "$pg" -gt 1 ] && printf \'%s\\n\' "$pg" > "$pf"; } 2>/dev/null',
   'if [ -n "$2" ]; then cd -- "$2" || { rm -f -- "$pf"; exit 125; }; fi',
-  'bash -c "$1"',
+  'bash --norc --noprofile -c "$1"',
   'rc=$?',
   'rm -f -- "$pf"',
   'exit "$rc"',
@@ -90,14 +90,14 @@ export interface WrapOptions {
 /** The command line sent over the exec channel. Contains no environment value. */
 export function wrapCommand({ command, sudo, cwd, id }: WrapOptions): string {
   assertId(id);
-  const prefix = sudo ? 'exec sudo -n -- bash -c ' : 'exec bash -c ';
+  const prefix = sudo ? 'exec sudo -n -- bash --norc --noprofile -c ' : 'exec bash --norc --noprofile -c ';
   return `${prefix}${shellQuote(LOADER)} kiln-exec ${shellQuote(command)} ${shellQuote(cwd ?? '')} ${id}`;
 }
 
 /** The command line that kills the process group of execution `id` (a no-op if it has ended). */
 export function killCommand(id: string, sudo?: boolean): string {
   assertId(id);
-  const prefix = sudo ? 'exec sudo -n -- bash -c ' : 'exec bash -c ';
+  const prefix = sudo ? 'exec sudo -n -- bash --norc --noprofile -c ' : 'exec bash --norc --noprofile -c ';
   return `${prefix}${shellQuote(KILLER)} kiln-kill ${id}`;
 }
 

@@ -35,6 +35,9 @@ export interface UploadFileResult {
   /** The offset each attempt started from (0 for the first, > 0 for a resume). */
   startOffsets: number[];
   durationMs: number;
+  /** Of durationMs: time spent in SFTP transfers, and in the remote check and rename. */
+  transferMs: number;
+  verifyMs: number;
 }
 
 // env: KILN_DEST, KILN_FRESH (1 = start over), KILN_SUDO. Prints the partial file's size.
@@ -75,6 +78,8 @@ export async function uploadFile(host: UploadHost, localPath: string, remotePath
   const startOffsets: number[] = [];
   let fresh = true;
   let mismatches = 0;
+  let transferMs = 0;
+  let verifyMs = 0;
   host.log(`ssh: uploading ${localPath} (${size} bytes) to ${host.target}:${remotePath}`);
   for (let attempt = 1; ; attempt++) {
     try {
@@ -82,13 +87,22 @@ export async function uploadFile(host: UploadHost, localPath: string, remotePath
       const start = fresh ? 0 : Math.min(state.acked, Number(partSize));
       startOffsets.push(start);
       if (start > 0) host.log(`ssh: resuming ${remotePath} at byte ${start} of ${size}`);
-      await transfer(host, localPath, `${remotePath}.kiln-part`, start, size, state, options);
+      const transferStart = Date.now();
+      try {
+        await transfer(host, localPath, `${remotePath}.kiln-part`, start, size, state, options);
+      } finally {
+        transferMs += Date.now() - transferStart;
+      }
       const expected = await localSha;
+      const verifyStart = Date.now();
       const remoteSha = await step(host, FINISH, 'sha256', remotePath, { KILN_SHA256: expected, KILN_MODE: options.mode ?? '' }, options);
+      verifyMs += Date.now() - verifyStart;
       if (remoteSha === expected) {
         const durationMs = Date.now() - started;
-        host.log(`ssh: uploaded ${remotePath} in ${durationMs} ms (${attempt} attempt${attempt > 1 ? 's' : ''}), sha256 ${expected} verified`);
-        return { bytes: size, sha256: expected, attempts: attempt, startOffsets, durationMs };
+        host.log(
+          `ssh: uploaded ${remotePath} in ${durationMs} ms (transfer ${transferMs} ms, check ${verifyMs} ms, ${attempt} attempt${attempt > 1 ? 's' : ''}), sha256 ${expected} verified`,
+        );
+        return { bytes: size, sha256: expected, attempts: attempt, startOffsets, durationMs, transferMs, verifyMs };
       }
       mismatches++;
       if (mismatches > 1 || attempt >= maxAttempts) {

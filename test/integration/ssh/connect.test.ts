@@ -97,6 +97,26 @@ describe('ssh connect', () => {
     }
   });
 
+  it('stops waiting when its signal aborts', async () => {
+    const port = await freePort();
+    const controller = new AbortController();
+    const connecting = SshSession.connect({
+      host: '127.0.0.1',
+      port,
+      username: 'nobody',
+      privateKey: key.privateKey,
+      timeoutMs: 60_000,
+      signal: controller.signal,
+      onLog: (line) => {
+        if (line.includes('not up yet')) controller.abort();
+      },
+    });
+    const started = Date.now();
+    const err = await failure(connecting);
+    expect(err.code).toBe('INTERRUPTED');
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
   it('gives up with TIMEOUT at the deadline when nothing ever answers', async () => {
     const port = await freePort();
     const started = Date.now();

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KilnError } from '../../../src/core/errors.js';
 import { done, notYet, waitFor } from '../../../src/core/wait.js';
-import { generateKeyPair, secret, SshSession } from '../../../src/ssh/index.js';
+import { generateKeyPair, isDisconnected, secret, SshSession } from '../../../src/ssh/index.js';
 import { loginFor, startSshd, type TestSshd } from '../../support/sshd.js';
 
 const key = generateKeyPair();
@@ -142,6 +142,25 @@ describe('ssh exec', () => {
     });
     const err = await failure(running);
     expect(err.code).toBe('INTERRUPTED');
+  });
+});
+
+describe('ssh exec on a dropped connection', () => {
+  it('reports the drop as a disconnect, and the next command reconnects', async () => {
+    const err = await session
+      .exec('echo started; exec sleep 300', {
+        onLine: (_s, line) => {
+          if (line === 'started') expect(sshd.killSessions()).toBeGreaterThan(0);
+        },
+      })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(isDisconnected(err)).toBe(true);
+    expect(session.connected).toBe(false);
+    expect((await session.run('echo back', { onLine: () => {} })).stdoutTail).toBe('back');
+    expect(session.connected).toBe(true);
   });
 });
 
