@@ -101,6 +101,15 @@ function firewallStep({ definition }: ProvisionInputs): ProvisionStep {
   });
 }
 
+/**
+ * Where the cluster token lives: on the data volume, created by the boot script on first boot. K3s
+ * encrypts its bootstrap data (CA keys) in the datastore with this token, and the datastore is on
+ * the data volume too, so a new root volume must find the same token there or K3s refuses to start.
+ */
+export function k3sTokenFile(definition: Definition): string {
+  return `${definition.dataVolume.mountPoint.replace(/\/+$/, '')}/.kiln/k3s-token`;
+}
+
 /** /etc/rancher/k3s/config.yaml: the node's fixed settings, no cluster identity. */
 export function k3sConfig(definition: Definition): string {
   const { k3s } = definition;
@@ -110,6 +119,7 @@ export function k3sConfig(definition: Definition): string {
     'cluster-cidr': k3s.clusterCidr,
     'service-cidr': k3s.serviceCidr,
     'data-dir': k3s.dataDir,
+    'token-file': k3sTokenFile(definition),
   };
   if (k3s.disable.length > 0) config.disable = k3s.disable;
   return stringify(config);
@@ -160,11 +170,14 @@ export function chartsTable(charts: ChartPlan[]): string {
   return charts.map((c) => [c.release, c.chart, c.version, c.repository, c.namespace].join('\t') + '\n').join('');
 }
 
-function chartsStep({ software }: ProvisionInputs): ProvisionStep {
+function chartsStep({ definition, software, localPath }: ProvisionInputs): ProvisionStep {
   const files: PlannedFile[] = [
     { path: staged('charts.tsv'), mode: '0644', content: chartsTable(software.charts) },
     { path: staged('images.txt'), mode: '0644', content: [...new Set(software.charts.flatMap((c) => c.images))].map((i) => `${i}\n`).join('') },
   ];
+  // Images of mirrored registries are pulled through the same mirror K3s is configured with.
+  const mirror = definition.k3s.registryMirror;
+  if (mirror?.caFile) files.push({ path: staged('registry-ca.pem'), mode: '0644', source: localPath(mirror.caFile) });
   for (const chart of software.charts) {
     chart.valuesFiles.forEach((source, i) => {
       files.push({ path: `${staged('values')}/${chart.release}/${String(i).padStart(2, '0')}.yaml`, mode: '0644', source });
@@ -173,7 +186,15 @@ function chartsStep({ software }: ProvisionInputs): ProvisionStep {
   return step(
     'charts',
     `fetch ${software.charts.map((c) => `${c.chart} ${c.version}`).join(', ') || 'no charts'} into the image with their digests, stage the size's values and the container images`,
-    { KILN_CHARTS_FILE: staged('charts.tsv'), KILN_IMAGES_FILE: staged('images.txt'), KILN_VALUES_DIR: staged('values') },
+    {
+      KILN_CHARTS_FILE: staged('charts.tsv'),
+      KILN_IMAGES_FILE: staged('images.txt'),
+      KILN_VALUES_DIR: staged('values'),
+      KILN_K3S_DATA_DIR: definition.k3s.dataDir,
+      KILN_REGISTRY_MIRROR: mirror?.endpoint ?? '',
+      KILN_REGISTRY_MIRRORED: mirror ? mirror.registries.join(' ') : '',
+      KILN_REGISTRY_CA_FILE: mirror?.caFile ? staged('registry-ca.pem') : '',
+    },
     files,
   );
 }
@@ -187,12 +208,14 @@ function versionStep({ definition, version }: ProvisionInputs): ProvisionStep {
     KILN_OVERRIDE_VALUES_FILE: versionPinning.overrideValuesFile,
     KILN_DATA_MOUNT: dataVolume.mountPoint,
     KILN_DATA_LABEL: dataVolume.label,
+    KILN_K3S_TOKEN_FILE: k3sTokenFile(definition),
   });
 }
 
-function generalizeStep({ target, sshUser }: ProvisionInputs): ProvisionStep {
+function generalizeStep({ definition, target, sshUser }: ProvisionInputs): ProvisionStep {
   return step('generalize', 'remove every per-machine identity, logs and caches; trim free space (runs last)', {
     KILN_TARGET: target,
     KILN_BUILD_USER: sshUser,
+    KILN_K3S_DATA_DIR: definition.k3s.dataDir,
   });
 }

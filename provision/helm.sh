@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# kiln step "helm": installs the pinned Helm release, verified.
+#
+# Changes on the host: /usr/local/bin/helm (0755), replaced only when the verified release's binary
+# differs from the installed one. Nothing else (no repositories, no plugins).
+#
+# Environment: KILN_HELM_VERSION (v3.14.4), KILN_HELM_BASE_URL (release site or mirror:
+# <base>/helm-<version>-linux-amd64.tar.gz and <same>.sha256sum), KILN_HELM_SHA256 (pinned sha256
+# of the archive, or empty: use the published .sha256sum file).
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
+
+kiln_require_root
+kiln_require_nonempty KILN_HELM_VERSION KILN_HELM_BASE_URL
+kiln_require_env KILN_HELM_SHA256
+
+version=$KILN_HELM_VERSION
+[[ $version =~ ^v3\.[0-9]+\.[0-9]+$ ]] || kiln_die "KILN_HELM_VERSION \"$version\" is not a Helm 3 version like v3.14.4"
+kiln_is_url "$KILN_HELM_BASE_URL" || kiln_die "KILN_HELM_BASE_URL \"$KILN_HELM_BASE_URL\" is not an http(s) URL"
+[ -z "$KILN_HELM_SHA256" ] || kiln_is_sha256 "$KILN_HELM_SHA256" || kiln_die "KILN_HELM_SHA256 is not a sha256"
+
+archive=helm-$version-linux-amd64.tar.gz
+url=${KILN_HELM_BASE_URL%/}/$archive
+work=$(mktemp -d)
+trap 'rm -rf -- "$work"' EXIT
+
+sha=$KILN_HELM_SHA256
+if [ -z "$sha" ]; then
+  kiln_download "$url.sha256sum" "$work/$archive.sha256sum"
+  # The file holds "<sha256>  <name>", or just the hash.
+  read -r sha _ <"$work/$archive.sha256sum" || true
+  sha=$(printf '%s' "$sha" | tr 'A-F' 'a-f')
+fi
+kiln_download "$url" "$work/$archive"
+kiln_verify_sha256 "$work/$archive" "$sha" "$url"
+tar -xzf "$work/$archive" -C "$work" linux-amd64/helm
+kiln_install_file "$work/linux-amd64/helm" /usr/local/bin/helm 0755
+
+installed=$(/usr/local/bin/helm version --template '{{.Version}}')
+[ "$installed" = "$version" ] || kiln_die "/usr/local/bin/helm reports version \"$installed\", expected $version"
+kiln_log "Helm $installed installed (archive sha256 $sha)"
