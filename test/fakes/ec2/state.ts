@@ -35,6 +35,8 @@ export interface Ec2StateOptions {
   instanceNotFoundWindowMs?: number;
   /** Seed for id generation; the same seed gives the same ids. */
   seed?: number;
+  /** Allocator of public addresses; pass one shared with other fakes to keep addresses distinct. */
+  loopback?: LoopbackAddresses;
 }
 
 /** What a region still holds that a run created (defaults and seeded public images excluded). */
@@ -57,7 +59,7 @@ export class Ec2State {
   readonly accountId: string;
   readonly machines: MachineBackend;
   readonly transitions: Transitions;
-  readonly loopback = new LoopbackAddresses();
+  readonly loopback: LoopbackAddresses;
   readonly instanceNotFoundWindowMs: number;
   /** Errors thrown by the machine backend during asynchronous transitions. */
   readonly backendErrors: Array<{ context: string; error: unknown }> = [];
@@ -75,6 +77,7 @@ export class Ec2State {
     this.seedBase = options.seedBaseImages ?? true;
     this.instanceNotFoundWindowMs = options.instanceNotFoundWindowMs ?? 0;
     this.idSeed = options.seed ?? 1;
+    this.loopback = options.loopback ?? new LoopbackAddresses();
   }
 
   /** A region's state, created with its defaults on first use. */
