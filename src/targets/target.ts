@@ -49,6 +49,19 @@ export interface TargetDriver {
   publish(ctx: BuildContext, captured: Artifact[]): Promise<Artifact[]>;
   /** Deletes one recorded resource. Idempotent: a resource already gone is success. */
   destroy(entry: LedgerEntry, options: DestroyOptions): Promise<void>;
+  /**
+   * Every resource in the account that carries kiln's tags, for `kiln cleanup --sweep` (finds what
+   * runs on lost machines left behind). Targets whose resources all live on this machine omit it.
+   */
+  listTagged?(options: { signal: AbortSignal }): Promise<TaggedResource[]>;
+}
+
+/** A resource found by its kiln tags: enough to delete it like a ledger entry. */
+export interface TaggedResource extends Omit<LedgerEntry, 'seq' | 'createdAt' | 'role'> {
+  id: string;
+  runId: string;
+  /** When the cloud says it was created (ISO 8601), if it says. */
+  createdAt?: string;
 }
 
 export interface DestroyOptions {
