@@ -118,7 +118,7 @@ export async function exec(conn: Connection, command: string, options: ExecOptio
       fail(new SshDisconnectedError(`connection to ${conn.target} lost while running: ${shown}${reason ? ` (${reason.message})` : ''}${tailText()}`, context, reason)),
     );
 
-    conn.client.exec(remote, (openError, ch) => {
+    const onOpen = (openError: Error | undefined, ch: ClientChannel): void => {
       if (openError) {
         const error = conn.closed
           ? new SshDisconnectedError(`connection to ${conn.target} lost before running: ${shown}`, context, openError)
@@ -164,7 +164,13 @@ export async function exec(conn: Connection, command: string, options: ExecOptio
       feedStdin(ch, block, options.stdin, (stdinError) =>
         fail(new KilnError('SSH', `feeding stdin of "${shown}" on ${conn.target} failed: ${stdinError.message}`, context, { cause: stdinError })),
       );
-    });
+    };
+    try {
+      conn.client.exec(remote, onOpen);
+    } catch (error) {
+      // ssh2 throws at once when the transport is already gone.
+      fail(new SshDisconnectedError(`connection to ${conn.target} lost before running: ${shown}`, context, error));
+    }
   });
 }
 
@@ -184,7 +190,7 @@ function feedStdin(ch: ClientChannel, block: Buffer, stdin: ExecOptions['stdin']
 export async function runRaw(conn: Connection, command: string, timeoutMs: number): Promise<number | null> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new KilnError('TIMEOUT', `plumbing command timed out on ${conn.target}`)), timeoutMs);
-    conn.client.exec(command, (openError, ch) => {
+    const onOpen = (openError: Error | undefined, ch: ClientChannel): void => {
       if (openError) {
         clearTimeout(timer);
         reject(openError);
@@ -199,7 +205,13 @@ export async function runRaw(conn: Connection, command: string, timeoutMs: numbe
         resolve(code);
       });
       ch.end();
-    });
+    };
+    try {
+      conn.client.exec(command, onOpen);
+    } catch (error) {
+      clearTimeout(timer);
+      reject(error instanceof Error ? error : new Error(String(error)));
+    }
   });
 }
 
