@@ -10,6 +10,8 @@ packages=(
   grub-pc-bin                  # BIOS GRUB for base images built without loop devices
   e2fsprogs xfsprogs dosfstools fdisk # file systems and partition tables in image files
   openssh-client openssh-server # SSH to build VMs; a real sshd for the SSH tests
+  sudo                         # the SSH tests run commands with sudo -n, as on a build VM
+  socat                        # relays QEMU guest forwards to loopback servers (artifact mirrors)
   shellcheck                   # lint of provision/*.sh
   tar gzip xz-utils zstd curl ca-certificates
 )
