@@ -8,7 +8,9 @@ import { registerCheck } from './check.js';
 import { registerCleanup } from './cleanup.js';
 import { CommandExit } from './exit.js';
 import { terminalOutput } from './output.js';
+import { registerManifest } from './manifest.js';
 import { registerPlan } from './plan.js';
+import { registerRelease } from './release.js';
 
 export async function main(argv: string[]): Promise<number> {
   const out = terminalOutput();
@@ -22,6 +24,8 @@ export async function main(argv: string[]): Promise<number> {
   registerBuild(program, out);
   registerCleanup(program, out);
   registerBase(program, out);
+  registerManifest(program, out);
+  registerRelease(program, out);
 
   try {
     await program.parseAsync(argv);
