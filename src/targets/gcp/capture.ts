@@ -33,14 +33,15 @@ export async function captureImages(api: GceApi, ctx: BuildContext, t: GcpTarget
       id: imagePath(project, spec.name),
       op: await startImageInsert(api, scope, spec),
     }));
-    started.push({ spec, ready: waitImageReady(api, scope, project, spec.name, op, timeoutMs) });
+    started.push({ spec, op });
   }
   // Both images are made at once; wait for both to settle before reporting the first failure.
-  const settled = await Promise.allSettled(started.map((s) => s.ready));
+  const waits = started.map(({ spec, op }) => ({ spec, ready: waitImageReady(api, scope, project, spec.name, op, timeoutMs) }));
+  const settled = await Promise.allSettled(waits.map((w) => w.ready));
   const failed = settled.find((s) => s.status === 'rejected');
   if (failed) throw failed.reason;
   const artifacts: Artifact[] = [];
-  for (const { spec, ready } of started) {
+  for (const { spec, ready } of waits) {
     const image = await ready;
     const locations = image.storageLocations ?? spec.storageLocations;
     artifacts.push({ kind: 'image', id: image.selfLink ?? imagePath(project, spec.name), name: spec.name, disk: spec.disk, ...(locations.length === 1 ? { region: locations[0] } : {}) });
