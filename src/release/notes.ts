@@ -47,13 +47,13 @@ const TARGET_LABELS: Record<TargetName, string> = { aws: 'AWS', azure: 'Azure', 
 
 type ArtifactRole = 'ami' | 'managed-image' | 'gallery-version' | 'gce-image' | 'file' | 'other';
 
-/** The kinds each target's driver reports (docs/manifest.md), with the ledger's names for them. */
+/** The kinds each target's driver reports (docs/manifest.md). */
 function roleOf(target: TargetName, artifact: Artifact): ArtifactRole {
   const kind = artifact.kind;
-  if (target === 'aws' && (kind === 'ami' || kind === 'image')) return 'ami';
-  if (target === 'azure' && (kind === 'managed-image' || kind === 'image')) return 'managed-image';
-  if (target === 'azure' && kind === 'gallery-image-version') return 'gallery-version';
-  if (target === 'gcp' && (kind === 'gce-image' || kind === 'image')) return 'gce-image';
+  if (target === 'aws' && kind === 'ami') return 'ami';
+  if (target === 'azure' && kind === 'azure-managed-image') return 'managed-image';
+  if (target === 'azure' && kind === 'azure-gallery-image-version') return 'gallery-version';
+  if (target === 'gcp' && kind === 'image') return 'gce-image';
   if (target === 'local' && kind === 'image-file') return 'file';
   return 'other';
 }

@@ -36,7 +36,7 @@ describe('kiln release notes', () => {
       for (const artifact of build.artifacts) expect(notes, artifact.id).toContain(artifact.kind === 'image-file' ? artifact.sha256! : artifact.id);
     }
     const failed = m.builds.find((b) => b.status === 'failed')!;
-    failed.artifacts = [{ kind: 'managed-image', id: '/subscriptions/x/images/half-published', region: 'eastus' }];
+    failed.artifacts = [{ kind: 'azure-managed-image', id: '/subscriptions/x/images/half-published', region: 'eastus' }];
     expect(renderNotes(m)).not.toContain('half-published');
   });
 
