@@ -13,7 +13,9 @@
 # changed something, so a second run of any script changes nothing.
 
 set -euo pipefail
-shopt -s inherit_errexit
+# inherit_errexit: errors inside $(...) stop the script too. lastpipe: in `producer | consumer`
+# the consumer runs in this shell, so `... | kiln_write_file` can report KILN_CHANGED.
+shopt -s inherit_errexit lastpipe
 
 KILN_SCRIPT=${KILN_SCRIPT:-$(basename "${BASH_SOURCE[1]:-$0}" .sh)}
 # Set to 1 by every helper that changed the host; scripts use it to decide on reloads.
@@ -62,7 +64,7 @@ kiln_is_abs_path() { [[ $1 =~ ^/[A-Za-z0-9._/-]*$ ]] && [[ ! $1 =~ (^|/)\.\.(/|$
 kiln_is_rel_path() { [[ $1 =~ ^[A-Za-z0-9._-][A-Za-z0-9._/-]*$ ]] && [[ ! $1 =~ (^|/)\.\.(/|$) ]]; }
 kiln_is_dns_label() { [[ $1 =~ ^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$ ]]; }
 kiln_is_sha256() { [[ $1 =~ ^[a-f0-9]{64}$ ]]; }
-kiln_is_url() { [[ $1 =~ ^https?://[^[:space:]\"\'\`\\]+$ ]]; }
+kiln_is_url() { [[ $1 =~ ^https?://[^[:space:]\"\'\`\\$]+$ ]]; }
 kiln_is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 
 kiln_bool() {

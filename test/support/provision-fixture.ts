@@ -3,7 +3,7 @@
  * needs (plus newer product versions for upgrade tests), an artifact server for them, and plans
  * whose mirrors point at that server.
  */
-import { mkdtemp, readdir, readFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parse } from 'yaml';
@@ -52,6 +52,8 @@ export interface ArtifactFixture {
   server: ArtifactServer;
   /** Mirrors as the guest (or sandbox) reaches the server. */
   mirrors: (base?: string) => Mirrors;
+  /** Stops the server and removes the files. */
+  close(): Promise<void>;
 }
 
 export async function startArtifacts(options: { requireToken?: boolean } = {}): Promise<ArtifactFixture> {
@@ -62,6 +64,10 @@ export async function startArtifacts(options: { requireToken?: boolean } = {}): 
     built,
     server,
     mirrors: (base = server.url) => ({ k3s: `${base}/k3s`, helm: `${base}/helm`, charts: `${base}/charts` }),
+    close: async () => {
+      await server.close();
+      await rm(root, { recursive: true, force: true });
+    },
   };
 }
 

@@ -52,7 +52,7 @@ describe.skipIf(!isRoot)('provisioning scripts in a throwaway Debian 12 root', (
   }, 1_800_000);
 
   afterAll(async () => {
-    await artifacts?.server.close();
+    await artifacts?.close();
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
