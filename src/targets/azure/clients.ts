@@ -82,6 +82,10 @@ export class AzureClientPool {
     return subscription;
   }
 
+  hasSubscription(): boolean {
+    return Boolean(this.options.subscriptionId ?? subscriptionFromEnv());
+  }
+
   async clients(subscription?: string): Promise<AzureClients> {
     const sub = this.subscriptionFor(subscription);
     const cached = this.bySubscription.get(sub);

@@ -12,7 +12,7 @@ import { KilnError } from '../../core/errors.js';
 import type { BuildContext } from '../../pipeline/context.js';
 import type { LedgerEntry } from '../../pipeline/ledger.js';
 import { generateKeyPair } from '../../ssh/index.js';
-import type { Artifact, DestroyOptions, SshAccess, TargetDriver } from '../target.js';
+import type { Artifact, DestroyOptions, SshAccess, TaggedResource, TargetDriver } from '../target.js';
 import { lookupPublicAddress, sshSourcePrefix, type BuilderAddressLookup } from './address.js';
 import { AzureClientPool, type AzureConnectionOptions } from './clients.js';
 import { destroyEntry } from './destroy.js';
@@ -20,6 +20,7 @@ import { createVersion, ensureGallery } from './gallery.js';
 import { createManagedImage, hyperVGeneration } from './images.js';
 import { createNetwork, prepareGroup, publicAddress } from './network.js';
 import { shareWithReaders } from './sharing.js';
+import { listTagged } from './tagged.js';
 import { azurePlan, azureStep, mustFact, type AzureStep } from './step.js';
 import { launchVm, stopAndGeneralize } from './vm.js';
 
@@ -122,6 +123,11 @@ export class AzureDriver implements TargetDriver {
     }
     await shareWithReaders(s, version.id, readers);
     return [];
+  }
+
+  /** Temporary resources of any run, found by the kiln:run tag (for `kiln cleanup --sweep`). */
+  async listTagged(options: { signal: AbortSignal }): Promise<TaggedResource[]> {
+    return listTagged(this.pool, options.signal);
   }
 
   async destroy(entry: LedgerEntry, options: DestroyOptions): Promise<void> {

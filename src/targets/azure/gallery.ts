@@ -19,6 +19,7 @@ import type { AzureStep } from './step.js';
 type GalleryPlan = NonNullable<AzureTargetPlan['publish']['gallery']>;
 
 export const DEFAULT_REPLICATION_TIMEOUT_MS = 90 * 60_000;
+const PROGRESS_EVERY_MS = 60_000;
 
 export function galleryPlan(s: AzureStep): GalleryPlan {
   const g = s.t.publish.gallery;
@@ -97,6 +98,7 @@ export async function createVersion(s: AzureStep, home: string, source: { imageI
   const g = galleryPlan(s);
   const { c } = s;
   const label = `${g.name}/${g.imageDefinition}/${g.version}`;
+  const id = s.id('gallery-image-version', [g.name, g.imageDefinition, g.version], g.resourceGroup);
   const regions = targetRegions(g, home);
   const body: GalleryImageVersion = {
     location: home,
@@ -109,29 +111,40 @@ export async function createVersion(s: AzureStep, home: string, source: { imageI
     KIND.galleryVersion,
     label,
     async () => {
-      const made = await arm('creating gallery image version', label, () =>
-        c.compute.galleryImageVersions.beginCreateOrUpdateAndWait(g.resourceGroup, g.name, g.imageDefinition, g.version, body, s.call),
-      );
-      return { id: required(made.id, 'image version id') };
+      // Replication can take an hour: say how far it got now and then while the poller waits.
+      const progress = setInterval(() => void replicationSummary(s, g).then((seen) => seen && s.log(`replicating ${label}: ${seen}`), () => undefined), PROGRESS_EVERY_MS);
+      try {
+        const made = await arm('creating gallery image version', id, () =>
+          c.compute.galleryImageVersions.beginCreateOrUpdateAndWait(g.resourceGroup, g.name, g.imageDefinition, g.version, body, s.call),
+        );
+        return { id: required(made.id, 'image version id') };
+      } finally {
+        clearInterval(progress);
+      }
     },
     { group: g.resourceGroup, region: home, role: 'artifact', extra: { gallery: g.name, definition: g.imageDefinition, version: g.version } },
   );
-  await waitReplicated(s, label, regions, replicationTimeoutMs);
+  await waitReplicated(s, label, id, regions, replicationTimeoutMs);
   return regions.map((r) => ({ kind: 'azure-gallery-image-version', id: version.id, name: label, region: r.name, disk: 'both' as const }));
 }
 
+async function replicationSummary(s: AzureStep, g: GalleryPlan): Promise<string | undefined> {
+  const v = await s.c.compute.galleryImageVersions.get(g.resourceGroup, g.name, g.imageDefinition, g.version, { ...s.call, expand: 'ReplicationStatus' });
+  return v.replicationStatus?.summary?.map((x) => `${x.region}: ${x.state} ${x.progress ?? 0}%`).join(', ');
+}
+
 /** Waits until every target region's replication is Completed; a Failed region fails the build. */
-async function waitReplicated(s: AzureStep, label: string, regions: TargetRegion[], timeoutMs: number): Promise<void> {
+async function waitReplicated(s: AzureStep, label: string, id: string, regions: TargetRegion[], timeoutMs: number): Promise<void> {
   const g = galleryPlan(s);
   await waitFor(
     async () => {
-      const v = await arm('reading replication status', label, () =>
+      const v = await arm('reading replication status', id, () =>
         s.c.compute.galleryImageVersions.get(g.resourceGroup, g.name, g.imageDefinition, g.version, { ...s.call, expand: 'ReplicationStatus' }),
       );
       const summary = v.replicationStatus?.summary ?? [];
       const failed = summary.find((r) => r.state === 'Failed');
       if (failed || v.provisioningState === 'Failed') {
-        throw new KilnError('CLOUD', `replication of ${label} failed${failed ? ` in ${failed.region}: ${failed.details ?? ''}` : ''}`, { resource: v.id ?? label, code: 'ReplicationFailed' });
+        throw new KilnError('CLOUD', `replication of ${label} failed${failed ? ` in ${failed.region}: ${failed.details ?? ''}` : ''}`, { resource: id, code: 'ReplicationFailed' });
       }
       const pending = regions.filter((r) => !summary.some((x) => x.region && sameRegion(x.region, r.name) && x.state === 'Completed'));
       if (pending.length === 0 && v.provisioningState === 'Succeeded') return done(undefined);

@@ -44,7 +44,7 @@ export async function createNetwork(s: AzureStep, sshSource: string): Promise<Bu
   if (isOpenToAll(sshSource)) s.log(`WARNING: SSH is open to ${sshSource}, as the plan's sshCidr asks`);
 
   const vnet = await s.record(KIND.vnet, n.vnet, async () => {
-    const made = await arm('creating virtual network', n.vnet, () =>
+    const made = await arm('creating virtual network', s.id('virtual-network', n.vnet), () =>
       c.network.virtualNetworks.beginCreateOrUpdateAndWait(
         group,
         n.vnet,
@@ -57,7 +57,7 @@ export async function createNetwork(s: AzureStep, sshSource: string): Promise<Bu
   const subnetId = required(vnet.subnetId, `subnet ${n.subnet} of ${vnet.id}`);
 
   const nsg = await s.record(KIND.nsg, n.nsg, async () => {
-    const made = await arm('creating network security group', n.nsg, () =>
+    const made = await arm('creating network security group', s.id('network-security-group', n.nsg), () =>
       c.network.networkSecurityGroups.beginCreateOrUpdateAndWait(
         group,
         n.nsg,
@@ -87,7 +87,7 @@ export async function createNetwork(s: AzureStep, sshSource: string): Promise<Bu
   s.log(`NSG ${n.nsg} allows tcp/22 from ${sshSource} only`);
 
   const ip = await s.record(KIND.publicIp, n.publicIp, async () => {
-    const made = await arm('creating public IP', n.publicIp, () =>
+    const made = await arm('creating public IP', s.id('public-ip', n.publicIp), () =>
       c.network.publicIPAddresses.beginCreateOrUpdateAndWait(
         group,
         n.publicIp,
@@ -99,7 +99,7 @@ export async function createNetwork(s: AzureStep, sshSource: string): Promise<Bu
   });
 
   const nic = await s.record(KIND.nic, n.nic, async () => {
-    const made = await arm('creating network interface', n.nic, () =>
+    const made = await arm('creating network interface', s.id('network-interface', n.nic), () =>
       c.network.networkInterfaces.beginCreateOrUpdateAndWait(
         group,
         n.nic,
@@ -120,7 +120,7 @@ export async function createNetwork(s: AzureStep, sshSource: string): Promise<Bu
 /** The public IP's address (static: known once created). */
 export async function publicAddress(s: AzureStep): Promise<string> {
   const name = s.t.names.publicIp;
-  const ip = await arm('reading public IP', name, () => s.c.network.publicIPAddresses.get(s.group, name, s.call));
+  const ip = await arm('reading public IP', s.id('public-ip', name), () => s.c.network.publicIPAddresses.get(s.group, name, s.call));
   return required(ip.ipAddress, `address of public IP ${name}`);
 }
 

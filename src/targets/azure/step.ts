@@ -8,7 +8,7 @@ import type { AzureTargetPlan } from '../../definition/plan.js';
 import type { BuildContext } from '../../pipeline/context.js';
 import type { ResourceRole } from '../../pipeline/ledger.js';
 import type { AzureClients, CallOptions } from './clients.js';
-import type { AzureKind } from './ids.js';
+import { ARM_TYPE, resourceId, type AzureKind } from './ids.js';
 
 export interface AzureStep {
   ctx: BuildContext;
@@ -21,6 +21,8 @@ export interface AzureStep {
   /** Poll interval and the step's abort signal, for every SDK call. */
   call: CallOptions;
   log: (line: string) => void;
+  /** ARM id of a build resource of `kind` named `name` (in the build group unless `group` says otherwise). */
+  id(kind: keyof typeof ARM_TYPE, name: string | string[], group?: string): string;
   record<T extends { id: string; extra?: Record<string, string> }>(
     kind: AzureKind,
     name: string,
@@ -45,6 +47,7 @@ export function azureStep(ctx: BuildContext, c: AzureClients): AzureStep {
     tags: { ...ctx.plan.tags },
     call: c.call(ctx.signal),
     log: (line) => ctx.log.line(`azure: ${line}`),
+    id: (kind, name, group) => resourceId(c.subscription, group ?? t.resourceGroup.name, ARM_TYPE[kind], Array.isArray(name) ? name : [name]),
     record: (kind, name, create, where = {}) =>
       ctx.resources.create(
         {

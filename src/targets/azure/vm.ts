@@ -80,7 +80,7 @@ export async function launchVm(s: AzureStep, nicId: string, publicKey: string): 
   const disksRecorded = Promise.allSettled(disks);
   try {
     const vm = await s.record(KIND.vm, t.names.vm, async () => {
-      const made = await arm('creating virtual machine', t.names.vm, () => c.compute.virtualMachines.beginCreateOrUpdateAndWait(s.group, t.names.vm, vmSpec(s, nicId, publicKey), s.call));
+      const made = await arm('creating virtual machine', s.id('virtual-machine', t.names.vm), () => c.compute.virtualMachines.beginCreateOrUpdateAndWait(s.group, t.names.vm, vmSpec(s, nicId, publicKey), s.call));
       return { id: required(made.id, 'virtual machine id'), vm: made };
     });
     settle.resolve(vm.vm);
@@ -96,7 +96,7 @@ export async function launchVm(s: AzureStep, nicId: string, publicKey: string): 
 /** Power state and OS state codes of the VM, e.g. ['PowerState/deallocated', 'OSState/generalized']. */
 export async function vmStates(s: AzureStep): Promise<string[]> {
   const name = s.t.names.vm;
-  const vm = await arm('reading VM instance view', name, () => s.c.compute.virtualMachines.get(s.group, name, { ...s.call, expand: 'instanceView' }));
+  const vm = await arm('reading VM instance view', s.id('virtual-machine', name), () => s.c.compute.virtualMachines.get(s.group, name, { ...s.call, expand: 'instanceView' }));
   return (vm.instanceView?.statuses ?? []).map((x) => x.code ?? '').filter((code) => /^(PowerState|OSState)\//.test(code));
 }
 
@@ -104,11 +104,11 @@ export async function vmStates(s: AzureStep): Promise<string[]> {
 export async function stopAndGeneralize(s: AzureStep): Promise<void> {
   const name = s.t.names.vm;
   s.log(`deallocating VM ${name}`);
-  await arm('deallocating VM', name, () => s.c.compute.virtualMachines.beginDeallocateAndWait(s.group, name, s.call));
-  await arm('generalizing VM', name, () => s.c.compute.virtualMachines.generalize(s.group, name, s.call));
+  await arm('deallocating VM', s.id('virtual-machine', name), () => s.c.compute.virtualMachines.beginDeallocateAndWait(s.group, name, s.call));
+  await arm('generalizing VM', s.id('virtual-machine', name), () => s.c.compute.virtualMachines.generalize(s.group, name, s.call));
   const states = await vmStates(s);
   if (!states.includes('PowerState/deallocated') || !states.includes('OSState/generalized')) {
-    throw new KilnError('CLOUD', `VM ${name} is not deallocated and generalized after stop (states: ${states.join(', ') || 'none'})`, { resource: name, code: 'UnexpectedVmState' });
+    throw new KilnError('CLOUD', `VM ${name} is not deallocated and generalized after stop (states: ${states.join(', ') || 'none'})`, { resource: s.id('virtual-machine', name), code: 'UnexpectedVmState' });
   }
   s.log(`VM ${name} deallocated and generalized`);
 }

@@ -22,10 +22,13 @@ import type { TestSshd } from '../../support/sshd.js';
 /** "Booting" a VM = letting its key in on the test sshd. */
 class SshdMachines extends NullMachines {
   readonly started: MachineSpec[] = [];
+  /** Set to make the next VM fail to boot (after its disks were made). */
+  failStart: string | undefined;
   constructor(private readonly sshd: TestSshd) {
     super();
   }
   override async startMachine(spec: MachineSpec): Promise<void> {
+    if (this.failStart) throw new Error(this.failStart);
     this.started.push(spec);
     this.sshd.authorize([spec.sshPublicKey]);
   }
@@ -94,8 +97,15 @@ export interface BuildRun {
   driver: AzureDriver;
 }
 
-export async function build(h: Harness, plan: Plan, extra: { driver?: Partial<AzureDriverOptions>; build?: Partial<BuildOptions> | ((ledger: Ledger) => Partial<BuildOptions>) } = {}): Promise<BuildRun> {
-  const driver = new AzureDriver(h.driverOptions(extra.driver));
+export interface BuildExtra {
+  driver?: Partial<AzureDriverOptions>;
+  build?: Partial<BuildOptions> | ((ledger: Ledger) => Partial<BuildOptions>);
+  make?: (options: AzureDriverOptions) => AzureDriver;
+}
+
+export async function build(h: Harness, plan: Plan, extra: BuildExtra = {}): Promise<BuildRun> {
+  const options = h.driverOptions(extra.driver);
+  const driver = extra.make?.(options) ?? new AzureDriver(options);
   const paths = runPaths(plan.runId, h.stateDir);
   const ledger = await Ledger.open(paths.ledger, plan.runId);
   const result = await runBuild({
