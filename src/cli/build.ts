@@ -30,6 +30,7 @@ interface BuildFlags {
   manifest: string;
   verbose?: boolean;
   shard?: string;
+  runId?: string;
 }
 
 export function registerBuild(program: Command, out: Output): void {
@@ -45,6 +46,7 @@ export function registerBuild(program: Command, out: Output): void {
     .option('--on-error <mode>', 'cleanup (delete everything) or abort (keep it for debugging)', 'cleanup')
     .option('--concurrency <n>', 'builds running at once', '4')
     .option('--fail-fast', 'stop the other builds when one fails')
+    .option('--run-id <id>', 'run id to use (default: a new one); CI shards of one release share it')
     .option('--resume <run id>', 'continue a run from the first step each build has not completed')
     .option('-o, --output-dir <dir>', 'where the local target writes images', 'kiln-out')
     .option('--manifest <path>', 'where to write the run manifest', 'kiln-manifest.json')
@@ -62,7 +64,10 @@ async function build(path: string, flags: BuildFlags, out: Output): Promise<numb
   const concurrency = Number(flags.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new InputError({ field: '--concurrency', message: `expected a whole number >= 1, found ${JSON.stringify(flags.concurrency)}` });
   const loaded = await loadDefinition(path);
-  const runId = flags.resume ?? newRunId();
+  if (flags.resume && flags.runId && flags.resume !== flags.runId) {
+    throw new InputError({ field: '--run-id', message: `conflicts with --resume ${flags.resume}: give one of them` });
+  }
+  const runId = flags.resume ?? flags.runId ?? newRunId();
   const plans = buildMatrix(loaded, { targets: flags.target, sizes: flags.size, version: flags.version, shard: flags.shard }, { runId, mirrors: collectMirrors(flags.mirror) });
   if (plans.length === 0) {
     out.line(`shard ${flags.shard ?? ''} of this matrix is empty: nothing to build`);

@@ -37,8 +37,10 @@ export function planAzure(def: Definition, size: SizeSpec, parts: NameParts, dis
       gallery: gallery && {
         resourceGroup: gallery.resourceGroup,
         name: gallery.name,
-        imageDefinition: gallery.imageDefinition,
-        identifier: { publisher: gallery.publisher, offer: gallery.offer, sku: gallery.sku },
+        // One image definition per size: a gallery version is MAJOR.MINOR.PATCH of the product, so the
+        // sizes of one release would otherwise all write the same version.
+        imageDefinition: checkedName('azure', `${gallery.imageDefinition}-${parts.size.toLowerCase()}`, 'publish.azure.gallery.imageDefinition'),
+        identifier: { publisher: gallery.publisher, offer: gallery.offer, sku: `${gallery.sku}-${parts.size.toLowerCase()}` },
         version: checkedName('galleryVersion', parts.version, 'version'),
         replicationRegions: gallery.replicationRegions,
         readers: gallery.readers,
