@@ -67,12 +67,12 @@ describe('azure driver: a build through the real pipeline, against the ARM fake'
     // what is left: the shared gallery and definition, and the artifacts; no temporary group, no disk
     const sub = h.fake.subscriptionId;
     const image = `/subscriptions/${sub}/resourceGroups/sourcegraph-images/providers/Microsoft.Compute/images/sourcegraph-5.2.0-xs-razb0001`;
-    const version = `/subscriptions/${sub}/resourceGroups/sourcegraph-images/providers/Microsoft.Compute/galleries/sourcegraph_gallery/images/sourcegraph/versions/5.2.0`;
+    const version = `/subscriptions/${sub}/resourceGroups/sourcegraph-images/providers/Microsoft.Compute/galleries/sourcegraph_gallery/images/sourcegraph-xs/versions/5.2.0`;
     expect(live(h.fake)).toEqual({
       'Microsoft.Resources/resourceGroups': [`/subscriptions/${sub}/resourceGroups/sourcegraph-images`],
       'Microsoft.Compute/images': [image],
       'Microsoft.Compute/galleries': [expect.stringMatching(/galleries\/sourcegraph_gallery$/)],
-      'Microsoft.Compute/galleries/images': [expect.stringMatching(/images\/sourcegraph$/)],
+      'Microsoft.Compute/galleries/images': [expect.stringMatching(/images\/sourcegraph-xs$/)],
       'Microsoft.Compute/galleries/images/versions': [version],
     });
     expect(h.fake.inventory().backend.disks).toEqual([]);
@@ -82,14 +82,14 @@ describe('azure driver: a build through the real pipeline, against the ARM fake'
     expect(result.leftovers).toEqual([]);
     expect(result.artifacts).toEqual([
       { kind: 'azure-managed-image', id: image, name: 'sourcegraph-5.2.0-xs-razb0001', region: 'eastus', disk: 'both' },
-      { kind: 'azure-gallery-image-version', id: version, name: 'sourcegraph_gallery/sourcegraph/5.2.0', region: 'eastus', disk: 'both' },
-      { kind: 'azure-gallery-image-version', id: version, name: 'sourcegraph_gallery/sourcegraph/5.2.0', region: 'westeurope', disk: 'both' },
+      { kind: 'azure-gallery-image-version', id: version, name: 'sourcegraph_gallery/sourcegraph-xs/5.2.0', region: 'eastus', disk: 'both' },
+      { kind: 'azure-gallery-image-version', id: version, name: 'sourcegraph_gallery/sourcegraph-xs/5.2.0', region: 'westeurope', disk: 'both' },
     ]);
 
     // the version: from the managed image, both regions Completed with the plan's replica counts, tagged
     const { credential, options } = h.fake.clientOptions();
     const compute = new ComputeManagementClient(credential, sub, options);
-    const v = await compute.galleryImageVersions.get('sourcegraph-images', 'sourcegraph_gallery', 'sourcegraph', '5.2.0', { expand: 'ReplicationStatus' });
+    const v = await compute.galleryImageVersions.get('sourcegraph-images', 'sourcegraph_gallery', 'sourcegraph-xs', '5.2.0', { expand: 'ReplicationStatus' });
     expect(v.storageProfile?.source?.id).toBe(image);
     expect(v.publishingProfile?.targetRegions?.map((r) => [r.name, r.regionalReplicaCount])).toEqual([
       ['eastus', 1],
@@ -106,7 +106,7 @@ describe('azure driver: a build through the real pipeline, against the ARM fake'
     expect(img.storageProfile?.osDisk?.diskSizeGB).toBe(50);
     // shared things carry no run tags, so no sweep by run takes them
     const def = await compute.galleryImages.get('sourcegraph-images', 'sourcegraph_gallery', 'sourcegraph');
-    expect(def).toMatchObject({ osType: 'Linux', osState: 'Generalized', identifier: { publisher: 'sourcegraph', offer: 'sourcegraph', sku: 'k3s' } });
+    expect(def).toMatchObject({ osType: 'Linux', osState: 'Generalized', identifier: { publisher: 'sourcegraph', offer: 'sourcegraph', sku: 'k3s-xs' } });
     expect(def.tags).toEqual({ 'kiln:definition': 'sourcegraph' });
     const rg = await new ResourceManagementClient(credential, sub, options).resourceGroups.get('sourcegraph-images');
     expect(rg.tags).toEqual({ 'kiln:definition': 'sourcegraph' });
@@ -203,8 +203,8 @@ describe('azure driver: a build through the real pipeline, against the ARM fake'
     await compute.galleryImages.beginCreateOrUpdateAndWait(
       'sourcegraph-images',
       'sourcegraph_gallery',
-      'sourcegraph',
-      { location: 'eastus', osType: 'Linux', osState: 'Generalized', identifier: { publisher: 'sourcegraph', offer: 'sourcegraph', sku: 'k3s' } },
+      'sourcegraph-xs',
+      { location: 'eastus', osType: 'Linux', osState: 'Generalized', identifier: { publisher: 'sourcegraph', offer: 'sourcegraph', sku: 'k3s-xs' } },
       pollOptions,
     );
     const before = h.fake.liveResourceIds();
@@ -219,7 +219,7 @@ describe('azure driver: a build through the real pipeline, against the ARM fake'
     expect(before.every((id) => after.includes(id))).toBe(true);
     const rgId = `/subscriptions/${sub}/resourceGroups/sourcegraph-images/providers/Microsoft.Compute`;
     expect(after.filter((id) => !before.includes(id))).toEqual([
-      `${rgId}/galleries/sourcegraph_gallery/images/sourcegraph/versions/5.2.0`,
+      `${rgId}/galleries/sourcegraph_gallery/images/sourcegraph-xs/versions/5.2.0`,
       `${rgId}/images/sourcegraph-5.2.0-xs-razb0005`,
     ]);
     expect((await rm.resourceGroups.get('sourcegraph-images')).tags).toEqual({ team: 'images' });
@@ -295,7 +295,7 @@ describe('azure driver: a build through the real pipeline, against the ARM fake'
     const { result } = await build(h, plan, { driver: { clientOptions: { ...h.fake.clientOptions().options, additionalPolicies: [rbac] } } });
     expect(result.status).toBe('succeeded');
     const sub = h.fake.subscriptionId;
-    const version = `/subscriptions/${sub}/resourceGroups/sourcegraph-images/providers/Microsoft.Compute/galleries/sourcegraph_gallery/images/sourcegraph/versions/5.2.0`;
+    const version = `/subscriptions/${sub}/resourceGroups/sourcegraph-images/providers/Microsoft.Compute/galleries/sourcegraph_gallery/images/sourcegraph-xs/versions/5.2.0`;
     expect(assignments).toEqual([
       {
         method: 'PUT',
