@@ -105,7 +105,7 @@ describe('azure driver: a build through the real pipeline, against the ARM fake'
     expect(img.storageProfile?.dataDisks?.map((d) => [d.lun, d.diskSizeGB])).toEqual([[0, 500]]);
     expect(img.storageProfile?.osDisk?.diskSizeGB).toBe(50);
     // shared things carry no run tags, so no sweep by run takes them
-    const def = await compute.galleryImages.get('sourcegraph-images', 'sourcegraph_gallery', 'sourcegraph');
+    const def = await compute.galleryImages.get('sourcegraph-images', 'sourcegraph_gallery', 'sourcegraph-xs');
     expect(def).toMatchObject({ osType: 'Linux', osState: 'Generalized', identifier: { publisher: 'sourcegraph', offer: 'sourcegraph', sku: 'k3s-xs' } });
     expect(def.tags).toEqual({ 'kiln:definition': 'sourcegraph' });
     const rg = await new ResourceManagementClient(credential, sub, options).resourceGroups.get('sourcegraph-images');
