@@ -1,0 +1,114 @@
+/**
+ * exportDisk: turns a VM disk (any format, possibly an overlay chain) into standalone files for
+ * each destination: compressed qcow2, raw, streamOptimized VMDK (AWS), fixed VHD rounded to 1 MiB
+ * (Azure) and a GCE tar.gz holding a sparse disk.raw rounded to 1 GiB. Each file is written under a
+ * temporary name and renamed when complete; its sha256 is computed by streaming it once.
+ */
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { mkdtemp, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { InputError } from '../../core/errors.js';
+import { imageInfo, type ImageInfo } from './image-info.js';
+import { runTool, type LogFn } from './run.js';
+
+export type ExportFormat = 'qcow2' | 'raw' | 'vmdk' | 'vhd' | 'gceTar';
+export type ExportOutputs = Partial<Record<ExportFormat, string>>;
+
+export interface ExportedFile {
+  format: ExportFormat;
+  path: string;
+  sizeBytes: number;
+  sha256: string;
+  /** Disk size the guest sees (after any rounding the format required). */
+  virtualSizeBytes: number;
+}
+
+export interface ExportOptions {
+  onLog?: LogFn;
+  signal?: AbortSignal;
+}
+
+const MiB = 2 ** 20;
+const GiB = 2 ** 30;
+const ORDER: ExportFormat[] = ['qcow2', 'raw', 'vmdk', 'vhd', 'gceTar'];
+
+export async function exportDisk(source: string, outputs: ExportOutputs, options: ExportOptions = {}): Promise<Partial<Record<ExportFormat, ExportedFile>>> {
+  const formats = ORDER.filter((f) => outputs[f] !== undefined);
+  if (formats.length === 0) throw new InputError({ field: 'outputs', message: 'no export format requested' });
+  const info = await imageInfo(path.resolve(source));
+  const result: Partial<Record<ExportFormat, ExportedFile>> = {};
+  for (const format of formats) {
+    const target = path.resolve(outputs[format] as string);
+    options.onLog?.(`exporting ${info.path} as ${format} to ${target}`);
+    const partial = `${target}.partial`;
+    try {
+      const virtualSizeBytes = await writeFormat(format, info, partial, options);
+      await rename(partial, target);
+      const [sizeBytes, sha256] = await Promise.all([stat(target).then((s) => s.size), sha256File(target)]);
+      result[format] = { format, path: target, sizeBytes, sha256, virtualSizeBytes };
+    } finally {
+      await rm(partial, { force: true });
+    }
+  }
+  return result;
+}
+
+async function writeFormat(format: ExportFormat, source: ImageInfo, out: string, options: ExportOptions): Promise<number> {
+  const run = (args: string[]) => runTool('qemu-img', args, { onLog: options.onLog, signal: options.signal });
+  const from = ['-f', source.format, source.path];
+  switch (format) {
+    case 'qcow2':
+      await run(['convert', '-c', ...from, '-O', 'qcow2', out]);
+      return source.virtualSizeBytes;
+    case 'raw':
+      await run(['convert', ...from, '-O', 'raw', out]);
+      return source.virtualSizeBytes;
+    case 'vmdk':
+      await run(['convert', ...from, '-O', 'vmdk', '-o', 'subformat=streamOptimized', out]);
+      return source.virtualSizeBytes;
+    case 'vhd':
+      return withSize(source, roundUp(source.virtualSizeBytes, MiB), out, async (input) => {
+        // force_size keeps the exact size instead of rounding to a CHS geometry, as Azure requires.
+        await run(['convert', ...input, '-O', 'vpc', '-o', 'subformat=fixed,force_size=on', out]);
+      });
+    case 'gceTar':
+      return withSize(source, roundUp(source.virtualSizeBytes, GiB), out, async (input, scratch) => {
+        // GCE wants exactly one member named disk.raw, in GNU's old format so sparse runs survive.
+        await run(['convert', ...input, '-O', 'raw', path.join(scratch, 'disk.raw')]);
+        await runTool('tar', ['--format=oldgnu', '--sparse', '-czf', out, '-C', scratch, 'disk.raw'], { onLog: options.onLog, signal: options.signal });
+      });
+  }
+}
+
+/**
+ * Calls `write` with qemu-img input arguments for `source` seen at `size` bytes (the source itself
+ * when it already has that size, else a throwaway overlay grown to it: no copy of the data) and a
+ * private scratch directory next to `out`. Returns `size`.
+ */
+async function withSize(source: ImageInfo, size: number, out: string, write: (input: string[], scratch: string) => Promise<void>): Promise<number> {
+  const dir = await mkdtemp(path.join(path.dirname(out), '.kiln-export-'));
+  try {
+    let input = ['-f', source.format, source.path];
+    if (size !== source.virtualSizeBytes) {
+      const grown = path.join(dir, 'grown.qcow2');
+      await runTool('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', source.path, '-F', source.format, grown, String(size)]);
+      input = ['-f', 'qcow2', grown];
+    }
+    await write(input, dir);
+    return size;
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+function roundUp(value: number, unit: number): number {
+  return Math.ceil(value / unit) * unit;
+}
+
+export async function sha256File(file: string): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(file), hash);
+  return hash.digest('hex');
+}

@@ -1,0 +1,196 @@
+/**
+ * launchVm: runs one local build VM under QEMU and hands back what a driver needs: where SSH
+ * listens, the process, a graceful shutdown (ACPI power button over QMP, then quit, then SIGKILL,
+ * each with a deadline) and the exit. The console goes to a log file and, line by line, to a callback.
+ */
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import readline from 'node:readline';
+import { execa } from 'execa';
+import { KilnError } from '../../core/errors.js';
+import { done, notYet, waitFor } from '../../core/wait.js';
+import type { Accel } from './accel.js';
+import { imageInfo } from './image-info.js';
+import { QEMU_BINARY, qemuArgs, type GuestForward } from './qemu-args.js';
+import { QmpClient } from './qmp.js';
+
+export { createBlankDisk, createOverlay } from './disks.js';
+export type { GuestForward } from './qemu-args.js';
+
+export interface LaunchVmOptions {
+  name: string;
+  /** Holds the pid file and (when the path is short enough) the QMP socket. */
+  workDir: string;
+  /** The VM's own root disk, normally a qcow2 overlay over a base image. */
+  rootDisk: string;
+  dataDisks?: { path: string; serial: string }[];
+  seedIso?: string;
+  cpus: number;
+  memoryMiB: number;
+  /** hostAddress must be a 127.x.x.x address; hostPort 0 lets the host pick a free port. */
+  sshForward: { hostAddress: string; hostPort: number };
+  guestForwards?: GuestForward[];
+  accel: Accel;
+  /** QEMU CPU model, normally the one detectAccel chose. */
+  cpu?: string;
+  serialLogPath: string;
+  onConsoleLine?: (line: string) => void;
+  /** How long QEMU may take to open its QMP socket. Default 30 s. */
+  startTimeoutMs?: number;
+}
+
+export interface VmExit {
+  exitCode?: number;
+  signal?: string;
+  /** The end of QEMU's stderr, for error messages. */
+  stderrTail: string;
+}
+
+export interface ShutdownResult {
+  /** What stopped it: the guest powering off, QEMU's quit command, or SIGKILL. */
+  how: 'powerdown' | 'quit' | 'kill' | 'already-exited';
+  exit: VmExit;
+}
+
+export interface VmHandle {
+  name: string;
+  pid: number;
+  sshAddress: { host: string; port: number };
+  qmpSocket: string;
+  pidFile: string;
+  exited: Promise<VmExit>;
+  /** True once the QEMU process has exited. */
+  hasExited(): boolean;
+  shutdown(options: { timeoutMs: number }): Promise<ShutdownResult>;
+  kill(): Promise<VmExit>;
+}
+
+const QUIT_GRACE_MS = 10_000;
+const MAX_UNIX_SOCKET_PATH = 100;
+const STDERR_TAIL_CHARS = 2000;
+
+export async function launchVm(options: LaunchVmOptions): Promise<VmHandle> {
+  await mkdir(options.workDir, { recursive: true });
+  const [root, ...data] = await Promise.all([
+    imageInfo(options.rootDisk),
+    ...(options.dataDisks ?? []).map((d) => imageInfo(d.path)),
+  ]);
+  if (!root) throw new KilnError('INTERNAL', 'root disk info missing');
+  const socketDir = path.join(options.workDir, 'qmp.sock').length < MAX_UNIX_SOCKET_PATH ? undefined : await mkdtemp(path.join(os.tmpdir(), 'kiln-qmp-'));
+  const qmpSocket = path.join(socketDir ?? options.workDir, 'qmp.sock');
+  const pidFile = path.join(options.workDir, 'qemu.pid');
+  await rm(qmpSocket, { force: true });
+
+  const args = qemuArgs({
+    name: options.name,
+    accel: options.accel,
+    ...(options.cpu ? { cpu: options.cpu } : {}),
+    cpus: options.cpus,
+    memoryMiB: options.memoryMiB,
+    rootDisk: { path: path.resolve(options.rootDisk), format: root.format },
+    dataDisks: (options.dataDisks ?? []).map((d, i) => ({ path: path.resolve(d.path), serial: d.serial, format: data[i]?.format ?? 'qcow2' })),
+    seedIso: options.seedIso && path.resolve(options.seedIso),
+    sshHostAddress: options.sshForward.hostAddress,
+    sshHostPort: options.sshForward.hostPort,
+    guestForwards: options.guestForwards ?? [],
+    qmpSocket,
+    serialLogPath: path.resolve(options.serialLogPath),
+    pidFile,
+  });
+
+  // cleanup: execa terminates QEMU if this process exits first, so no VM outlives its controller.
+  const vm = execa(QEMU_BINARY, args, { stdin: 'ignore', buffer: { stdout: false, stderr: true }, reject: false, cleanup: true });
+  if (vm.pid === undefined) throw new KilnError('LOCAL', `${QEMU_BINARY} did not start`, { vm: options.name });
+  let exitInfo: VmExit | undefined;
+  const exited: Promise<VmExit> = vm.then(async (result) => {
+    const stderr = String(result.stderr ?? '').trim();
+    exitInfo = {
+      ...(result.exitCode !== undefined ? { exitCode: result.exitCode } : {}),
+      ...(result.signal ? { signal: result.signal } : {}),
+      stderrTail: stderr.slice(-STDERR_TAIL_CHARS),
+    };
+    if (socketDir) await rm(socketDir, { recursive: true, force: true });
+    return exitInfo;
+  });
+  if (vm.stdout) forwardConsole(vm.stdout, options.onConsoleLine);
+
+  let qmp: QmpClient;
+  let sshPort: number;
+  const stopConnecting = new AbortController();
+  try {
+    qmp = await Promise.race([
+      QmpClient.connect(qmpSocket, options.startTimeoutMs ?? 30_000, stopConnecting.signal),
+      exited.then((e) => {
+        stopConnecting.abort();
+        throw new KilnError('LOCAL', `QEMU exited while starting (${describeExit(e)})${e.stderrTail ? `: ${e.stderrTail}` : ''}`, { vm: options.name });
+      }),
+    ]);
+    sshPort = options.sshForward.hostPort || (await forwardedPort(qmp, options.sshForward.hostAddress, 22));
+  } catch (err) {
+    vm.kill('SIGKILL');
+    await exited;
+    throw err;
+  }
+
+  const waitForExit = (timeoutMs: number, what: string): Promise<VmExit> =>
+    waitFor(async () => (exitInfo ? done(exitInfo) : notYet()), { what, timeoutMs, initialDelayMs: 100, maxDelayMs: 2000 });
+  const kill = async (): Promise<VmExit> => {
+    vm.kill('SIGKILL');
+    qmp.close();
+    return exited;
+  };
+
+  return {
+    name: options.name,
+    pid: vm.pid,
+    sshAddress: { host: options.sshForward.hostAddress, port: sshPort },
+    qmpSocket,
+    pidFile,
+    exited,
+    hasExited: () => exitInfo !== undefined,
+    kill,
+    async shutdown({ timeoutMs }) {
+      if (exitInfo) return { how: 'already-exited', exit: exitInfo };
+      try {
+        await qmp.execute('system_powerdown');
+        const exit = await waitForExit(timeoutMs, `VM ${options.name} to power off`);
+        qmp.close();
+        return { how: 'powerdown', exit };
+      } catch {
+        // The guest ignored the power button (or QMP is gone): fall through to harder stops.
+      }
+      try {
+        await qmp.execute('quit');
+        const exit = await waitForExit(QUIT_GRACE_MS, `QEMU of VM ${options.name} to quit`);
+        qmp.close();
+        return { how: 'quit', exit };
+      } catch {
+        return { how: 'kill', exit: await kill() };
+      }
+    },
+  };
+}
+
+/** Reads the host port slirp actually bound for a forward to `guestPort` (needed when it was 0). */
+async function forwardedPort(qmp: QmpClient, hostAddress: string, guestPort: number): Promise<number> {
+  const table = await qmp.hmp('info usernet');
+  for (const line of table.split(/\r?\n/)) {
+    const m = /TCP\[HOST_FORWARD\]\s+\d+\s+(\S+)\s+(\d+)\s+\S+\s+(\d+)/.exec(line);
+    if (m && m[1] === hostAddress && Number(m[3]) === guestPort) return Number(m[2]);
+  }
+  throw new KilnError('LOCAL', `QEMU reports no forward from ${hostAddress} to guest port ${guestPort}: ${table}`);
+}
+
+function forwardConsole(stdout: NodeJS.ReadableStream, onLine?: (line: string) => void): void {
+  const lines = readline.createInterface({ input: stdout, crlfDelay: Infinity });
+  lines.on('line', (raw) => {
+    // eslint-disable-next-line no-control-regex -- stripping terminal escapes is the point
+    const line = raw.replace(/\x1b\[[0-9;?]*[A-Za-z]/g, '').replace(/\r/g, '');
+    onLine?.(line);
+  });
+}
+
+function describeExit(e: VmExit): string {
+  return e.signal ? `signal ${e.signal}` : `exit code ${e.exitCode ?? 'unknown'}`;
+}
