@@ -1,6 +1,6 @@
 /** The one place that maps a target name to its driver. */
-import { KilnError } from '../core/errors.js';
 import type { TargetName } from '../definition/schema.js';
+import { AwsDriver, type AwsDriverOptions } from './aws/driver.js';
 import { AzureDriver, type AzureDriverOptions } from './azure/driver.js';
 import { GcpDriver, type GcpDriverOptions } from './gcp/driver.js';
 import { LocalDriver, type LocalDriverOptions } from './local/driver.js';
@@ -10,6 +10,7 @@ export interface DriverOptions {
   local?: LocalDriverOptions;
   gcp?: GcpDriverOptions;
   azure?: AzureDriverOptions;
+  aws?: AwsDriverOptions;
 }
 
 export function createDriver(target: TargetName, options: DriverOptions = {}): TargetDriver {
@@ -21,6 +22,6 @@ export function createDriver(target: TargetName, options: DriverOptions = {}): T
     case 'gcp':
       return new GcpDriver(options.gcp);
     case 'aws':
-      throw new KilnError('INPUT', `the ${target} target is not available in this version of kiln yet`, { target });
+      return new AwsDriver(options.aws);
   }
 }

@@ -1,0 +1,162 @@
+/**
+ * Temporary access to the build VM: the per-build key pair (imported: the private key never leaves
+ * this machine) and a security group in the plan's subnet's VPC (or the default VPC) letting tcp 22
+ * in from one CIDR only: the plan's sshCidr, else this builder's public address as a host route.
+ * A create whose response was lost and retried answers Duplicate; the resource is then adopted when
+ * it carries this build's tag.
+ */
+import {
+  AuthorizeSecurityGroupIngressCommand,
+  CreateSecurityGroupCommand,
+  DescribeKeyPairsCommand,
+  DescribeSecurityGroupsCommand,
+  DescribeSubnetsCommand,
+  DescribeVpcsCommand,
+  ImportKeyPairCommand,
+  type IpPermission,
+} from '@aws-sdk/client-ec2';
+import { isIP } from 'node:net';
+import { KilnError } from '../../core/errors.js';
+import type { CallScope, Ec2Api } from './clients.js';
+import { codeOf } from './errors.js';
+import { isOurs, tagSpecs } from './tagging.js';
+
+/** Finds this machine's public IP address (what EC2 sees as the source of our SSH connections). */
+export type BuilderAddressLookup = (signal?: AbortSignal) => Promise<string>;
+
+const ADDRESS_SERVICES = ['https://checkip.amazonaws.com', 'https://api.ipify.org'];
+
+export const lookupPublicAddress: BuilderAddressLookup = async (signal) => {
+  const problems: string[] = [];
+  for (const url of ADDRESS_SERVICES) {
+    try {
+      const timeout = AbortSignal.timeout(10_000);
+      const response = await fetch(url, { signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
+      const text = (await response.text()).trim();
+      if (response.ok && isIP(text) !== 0) return text;
+      problems.push(`${url}: HTTP ${response.status} ${text.slice(0, 40)}`);
+    } catch (err) {
+      signal?.throwIfAborted();
+      problems.push(`${url}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  throw new KilnError('CLOUD', `could not find this builder's public address to allow SSH from (${problems.join('; ')}); set targets.aws.sshCidr`, {
+    field: 'targets.aws.sshCidr',
+  });
+};
+
+/** The CIDR SSH is allowed from: the plan's, else the builder's address as /32 (or /128). */
+export async function sshSourceCidr(sshCidr: string | undefined, lookup: BuilderAddressLookup, signal?: AbortSignal): Promise<string> {
+  if (sshCidr) {
+    const [address, prefix] = sshCidr.split('/');
+    const family = isIP(address ?? '');
+    const bits = Number(prefix);
+    if (family === 0 || prefix === undefined || !Number.isInteger(bits) || bits < 0 || bits > (family === 4 ? 32 : 128)) {
+      throw new KilnError('INPUT', `targets.aws.sshCidr '${sshCidr}' is not a CIDR block`, { field: 'targets.aws.sshCidr' });
+    }
+    return sshCidr;
+  }
+  const address = (await lookup(signal)).trim();
+  const family = isIP(address);
+  if (family === 0) throw new KilnError('CLOUD', `the builder address lookup returned '${address}', not an IP address`, { field: 'targets.aws.sshCidr' });
+  return `${address}/${family === 4 ? 32 : 128}`;
+}
+
+export interface KeyPairSpec {
+  name: string;
+  publicKey: string;
+  build: string;
+  tags: Record<string, string>;
+}
+
+/** Imports the public key; returns the key pair's id. */
+export async function importKeyPair(api: Ec2Api, scope: CallScope, spec: KeyPairSpec): Promise<string> {
+  try {
+    const out = await api.call('ImportKeyPair', scope, (c, o) =>
+      c.send(
+        new ImportKeyPairCommand({
+          KeyName: spec.name,
+          PublicKeyMaterial: Buffer.from(spec.publicKey, 'utf8'),
+          TagSpecifications: tagSpecs(['key-pair'], spec.tags, spec.name),
+        }),
+        o,
+      ),
+    );
+    if (!out.KeyPairId) throw new KilnError('CLOUD', `EC2 ImportKeyPair returned no id for ${spec.name}`, { resource: spec.name, region: scope.region, code: 'NoId' });
+    return out.KeyPairId;
+  } catch (err) {
+    if (codeOf(err) !== 'InvalidKeyPair.Duplicate') throw err;
+    const found = await api.call('DescribeKeyPairs', scope, (c, o) => c.send(new DescribeKeyPairsCommand({ KeyNames: [spec.name] }), o));
+    const key = found.KeyPairs?.find((k) => k.KeyName === spec.name);
+    if (!key?.KeyPairId || !isOurs(key.Tags, spec.build)) throw err;
+    return key.KeyPairId;
+  }
+}
+
+/** The VPC the build runs in: the plan's subnet's, else the region's default VPC. */
+export async function buildVpc(api: Ec2Api, scope: CallScope, subnetId: string | undefined): Promise<string> {
+  if (subnetId) {
+    const out = await api.call('DescribeSubnets', { ...scope, resource: subnetId }, (c, o) => c.send(new DescribeSubnetsCommand({ SubnetIds: [subnetId] }), o));
+    const vpcId = out.Subnets?.[0]?.VpcId;
+    if (!vpcId) throw new KilnError('INPUT', `subnet ${subnetId} has no VPC in ${scope.region}`, { field: 'targets.aws.subnetId', resource: subnetId });
+    return vpcId;
+  }
+  const out = await api.call('DescribeVpcs', { ...scope, resource: 'default VPC' }, (c, o) =>
+    c.send(new DescribeVpcsCommand({ Filters: [{ Name: 'is-default', Values: ['true'] }] }), o),
+  );
+  const vpcId = out.Vpcs?.[0]?.VpcId;
+  if (!vpcId) throw new KilnError('INPUT', `${scope.region} has no default VPC: set targets.aws.subnetId`, { field: 'targets.aws.subnetId', region: scope.region });
+  return vpcId;
+}
+
+export interface SshGroupSpec {
+  name: string;
+  vpcId: string;
+  build: string;
+  tags: Record<string, string>;
+}
+
+/** Creates the (empty) security group; returns its id. */
+export async function createSecurityGroup(api: Ec2Api, scope: CallScope, spec: SshGroupSpec): Promise<string> {
+  try {
+    const out = await api.call('CreateSecurityGroup', scope, (c, o) =>
+      c.send(
+        new CreateSecurityGroupCommand({
+          GroupName: spec.name,
+          Description: `kiln build ${spec.build}: SSH from the builder only`,
+          VpcId: spec.vpcId,
+          TagSpecifications: tagSpecs(['security-group'], spec.tags, spec.name),
+        }),
+        o,
+      ),
+    );
+    if (!out.GroupId) throw new KilnError('CLOUD', `EC2 CreateSecurityGroup returned no id for ${spec.name}`, { resource: spec.name, region: scope.region, code: 'NoId' });
+    return out.GroupId;
+  } catch (err) {
+    if (codeOf(err) !== 'InvalidGroup.Duplicate') throw err;
+    const group = await findSecurityGroup(api, scope, spec.name, spec.vpcId);
+    if (!group?.GroupId || !isOurs(group.Tags, spec.build)) throw err;
+    return group.GroupId;
+  }
+}
+
+export async function findSecurityGroup(api: Ec2Api, scope: CallScope, name: string, vpcId: string | undefined) {
+  const filters = [{ Name: 'group-name', Values: [name] }, ...(vpcId ? [{ Name: 'vpc-id', Values: [vpcId] }] : [])];
+  const out = await api.call('DescribeSecurityGroups', scope, (c, o) => c.send(new DescribeSecurityGroupsCommand({ Filters: filters }), o));
+  return out.SecurityGroups?.[0];
+}
+
+/** Lets tcp 22 in from `cidr` (a group just created may not be visible yet: retried). */
+export async function allowSsh(api: Ec2Api, scope: CallScope, groupId: string, cidr: string): Promise<void> {
+  const description = 'kiln: SSH from the builder';
+  const permission: IpPermission = cidr.includes(':')
+    ? { IpProtocol: 'tcp', FromPort: 22, ToPort: 22, Ipv6Ranges: [{ CidrIpv6: cidr, Description: description }] }
+    : { IpProtocol: 'tcp', FromPort: 22, ToPort: 22, IpRanges: [{ CidrIp: cidr, Description: description }] };
+  try {
+    await api.callVisible('AuthorizeSecurityGroupIngress', { ...scope, resource: groupId }, (c, o) =>
+      c.send(new AuthorizeSecurityGroupIngressCommand({ GroupId: groupId, IpPermissions: [permission] }), o),
+    );
+  } catch (err) {
+    if (codeOf(err) !== 'InvalidPermission.Duplicate') throw err; // a retried call that had worked
+  }
+}
