@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
 import { execa } from 'execa';
-import { KilnError } from '../../core/errors.js';
+import { asKilnError, KilnError } from '../../core/errors.js';
 import { done, notYet, waitFor } from '../../core/wait.js';
 import type { Accel } from './accel.js';
 import { imageInfo } from './image-info.js';
@@ -115,6 +115,8 @@ export async function launchVm(options: LaunchVmOptions): Promise<VmHandle> {
   });
   if (vm.stdout) forwardConsole(vm.stdout, options.onConsoleLine);
 
+  const startFailure = (e: VmExit) =>
+    new KilnError('LOCAL', `QEMU exited while starting (${describeExit(e)})${e.stderrTail ? `: ${e.stderrTail}` : ''}`, { vm: options.name });
   let qmp: QmpClient;
   let sshPort: number;
   const stopConnecting = new AbortController();
@@ -123,14 +125,22 @@ export async function launchVm(options: LaunchVmOptions): Promise<VmHandle> {
       QmpClient.connect(qmpSocket, options.startTimeoutMs ?? 30_000, stopConnecting.signal),
       exited.then((e) => {
         stopConnecting.abort();
-        throw new KilnError('LOCAL', `QEMU exited while starting (${describeExit(e)})${e.stderrTail ? `: ${e.stderrTail}` : ''}`, { vm: options.name });
+        throw startFailure(e);
       }),
     ]);
     sshPort = options.sshForward.hostPort || (await forwardedPort(qmp, options.sshForward.hostAddress, 22));
   } catch (err) {
-    vm.kill('SIGKILL');
-    await exited;
-    throw err;
+    // QEMU may close the QMP socket an instant before it exits with the real reason on stderr.
+    const ownExit = await waitFor(async () => (exitInfo ? done(exitInfo) : notYet()), {
+      what: 'QEMU to exit after a failed start',
+      timeoutMs: 2000,
+      initialDelayMs: 50,
+    }).catch(() => undefined);
+    if (!ownExit) {
+      vm.kill('SIGKILL');
+      await exited;
+    }
+    throw ownExit ? startFailure(ownExit) : asKilnError(err, 'LOCAL', { vm: options.name });
   }
 
   const waitForExit = (timeoutMs: number, what: string): Promise<VmExit> =>

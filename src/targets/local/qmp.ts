@@ -20,8 +20,8 @@ export class QmpClient {
   private constructor(private readonly socket: net.Socket) {
     socket.setEncoding('utf8');
     socket.on('data', (chunk: string) => this.onData(chunk));
-    socket.on('error', (err) => this.fail(err));
-    socket.on('close', () => this.fail(new Error('QMP connection closed')));
+    socket.on('error', (err) => this.fail(new KilnError('LOCAL', `QMP connection failed: ${err.message}`)));
+    socket.on('close', () => this.fail(new KilnError('LOCAL', 'QMP connection closed')));
   }
 
   /** Connects once QEMU has created the socket, and leaves capabilities negotiation done. */
