@@ -3,13 +3,12 @@ import { dirname } from 'node:path';
 import { EXIT_BUILD_FAILED, InputError } from '../core/errors.js';
 import { loadDefinition } from '../definition/load.js';
 import type { Plan } from '../definition/plan.js';
-import { SIZES, TARGETS, type TargetName } from '../definition/schema.js';
+import { SIZES, TARGETS } from '../definition/schema.js';
 import { buildMatrix } from '../pipeline/matrix.js';
 import { newRunId } from '../pipeline/run-id.js';
 import { runBuilds } from '../pipeline/run.js';
 import { stateDir } from '../pipeline/state-dir.js';
-import { createDriver } from '../targets/drivers.js';
-import type { TargetDriver } from '../targets/target.js';
+import { driversFor } from '../targets/drivers.js';
 import { collectMirrors, mirrorOption } from './options.js';
 import { CommandExit } from './exit.js';
 import type { Output } from './output.js';
@@ -74,13 +73,8 @@ async function build(path: string, flags: BuildFlags, out: Output): Promise<numb
     return 0;
   }
 
-  const drivers = new Map<TargetName, TargetDriver>();
-  const driverFor = (plan: Plan) => {
-    let driver = drivers.get(plan.target);
-    if (!driver) drivers.set(plan.target, (driver = createDriver(plan.target, { local: { outputDir: flags.outputDir, definitionDir: dirname(path) } })));
-    return driver;
-  };
-  for (const plan of plans) driverFor(plan);
+  const driverOf = await driversFor(plans.map((p) => p.target), { local: { outputDir: flags.outputDir, definitionDir: dirname(path) } });
+  const driverFor = (plan: Plan) => driverOf(plan.target);
 
   out.line(`run ${runId}: ${plans.length} build(s) of ${loaded.definition.name} ${flags.version}; state in ${stateDir()}/runs/${runId}`);
   const progress = createProgress(plans.map((p) => p.buildId), out, flags.verbose ?? false);

@@ -8,7 +8,7 @@ import { Ledger } from '../pipeline/ledger.js';
 import { runPaths, stateDir } from '../pipeline/state-dir.js';
 import { sweep } from '../pipeline/sweep.js';
 import { describeEntry, undo } from '../pipeline/undo.js';
-import { createDriver } from '../targets/drivers.js';
+import { driversFor } from '../targets/drivers.js';
 import { CommandExit } from './exit.js';
 import type { Output } from './output.js';
 
@@ -51,7 +51,8 @@ async function cleanupRun(runId: string, dryRun: boolean, out: Output): Promise<
     for (const entry of entries.sort((a, b) => b.seq - a.seq)) out.line(`would delete ${describeEntry(entry)}`);
     return;
   }
-  const left = await undo(ledger, (entry) => createDriver(entry.target), { log: out.line });
+  const driverFor = await driversFor(entries.map((e) => e.target));
+  const left = await undo(ledger, (entry) => driverFor(entry.target), { log: out.line });
   if (left.length > 0) {
     out.error(`${left.length} resource(s) could not be deleted; run kiln cleanup --run ${runId} again`);
     throw new CommandExit(EXIT_BUILD_FAILED);
@@ -65,10 +66,11 @@ async function sweepRuns(flags: CleanupFlags, out: Output): Promise<void> {
     stateDir: stateDir(),
     olderThanMs: parseDuration(flags.olderThan, '--older-than'),
     targets,
-    driverFor: (target) => createDriver(target),
+    driverFor: await driversFor(targets),
     act: flags.yes ?? false,
     log: out.line,
   });
+  for (const line of report.skipped) out.line(`not searched: ${line}`);
   if (report.liveRuns.length > 0) out.line(`left alone (live or younger than ${flags.olderThan}): ${report.liveRuns.join(', ')}`);
   for (const line of report.wouldDelete) out.line(`would delete ${line}`);
   for (const line of report.deleted) out.line(`deleted ${line}`);

@@ -44,6 +44,9 @@ export function crossFieldIssues(def: Definition): RuleIssue[] {
 
   const gallery = def.publish.azure?.gallery;
   if (gallery && !def.targets.azure) issues.push({ path: ['publish', 'azure'], message: 'publishing to Azure needs targets.azure' });
+  if (def.publish.aws?.launchPermissions.public && def.targets.aws?.encrypted) {
+    issues.push({ path: ['publish', 'aws', 'launchPermissions', 'public'], message: 'EC2 cannot make an AMI with encrypted snapshots public: set targets.aws.encrypted to false, or share with accounts instead' });
+  }
   if (def.publish.aws && !def.targets.aws) issues.push({ path: ['publish', 'aws'], message: 'publishing to AWS needs targets.aws' });
   if (def.publish.gcp && !def.targets.gcp) issues.push({ path: ['publish', 'gcp'], message: 'publishing to GCE needs targets.gcp' });
   return issues;

@@ -8,6 +8,7 @@
 import { readdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
+import { KilnError } from '../core/errors.js';
 import type { TargetName } from '../definition/schema.js';
 import type { TaggedResource, TargetDriver } from '../targets/target.js';
 import { readJsonIfExists } from './durable-file.js';
@@ -35,11 +36,13 @@ export interface SweepReport {
   deleted: string[];
   wouldDelete: string[];
   failed: string[];
+  /** Targets not searched, with why (e.g. no credentials or region configured). */
+  skipped: string[];
 }
 
 export async function sweep(options: SweepOptions): Promise<SweepReport> {
   const now = options.now ?? Date.now();
-  const report: SweepReport = { liveRuns: [], abandonedRuns: [], deleted: [], wouldDelete: [], failed: [] };
+  const report: SweepReport = { liveRuns: [], abandonedRuns: [], deleted: [], wouldDelete: [], failed: [], skipped: [] };
   const localRuns = await runIdsIn(options.stateDir);
   const live = new Set<string>();
   for (const runId of localRuns) {
@@ -68,7 +71,15 @@ export async function sweep(options: SweepOptions): Promise<SweepReport> {
   for (const target of options.targets) {
     const driver = options.driverFor(target);
     if (!driver.listTagged) continue;
-    const found = await driver.listTagged({ signal: options.signal ?? new AbortController().signal });
+    let found: TaggedResource[];
+    try {
+      found = await driver.listTagged({ signal: options.signal ?? new AbortController().signal });
+    } catch (err) {
+      // A cloud this machine is not set up for is not an error of the sweep: say so and go on.
+      if (!(err instanceof KilnError && err.code === 'INPUT')) throw err;
+      report.skipped.push(`${target}: ${err.message}`);
+      continue;
+    }
     const abandoned = found.filter((r) => !live.has(r.runId) && (!r.createdAt || now - Date.parse(r.createdAt) > options.olderThanMs));
     for (const resource of abandoned.sort(deleteOrder)) {
       const entry = asEntry(resource);

@@ -23,9 +23,11 @@ beforeEach(async () => {
 afterEach(() => h.close());
 
 /** A driver that knows nothing but how to reach ARM: no plan, no subscription. */
-function freshDriver(): AzureDriver {
+const constant = <T>(value: T) => () => value;
+
+async function freshDriver(): Promise<AzureDriver> {
   const { credential, options, pollOptions } = h.fake.clientOptions();
-  return createDriver('azure', { azure: { credential, clientOptions: options, pollIntervalMs: pollOptions.updateIntervalInMs } }) as AzureDriver;
+  return (await createDriver('azure', { azure: { credential, clientOptions: options, pollIntervalMs: pollOptions.updateIntervalInMs } })) as AzureDriver;
 }
 
 describe('azure driver: deleting from the ledger alone', () => {
@@ -51,7 +53,7 @@ describe('azure driver: deleting from the ledger alone', () => {
     expect(h.fake.inventory().resources['Microsoft.Compute/galleries/images/versions']).toHaveLength(1); // Failed, but there
 
     const ledger = await Ledger.open(paths.ledger, plan.runId);
-    const left = await undo(ledger, () => freshDriver(), { log: () => undefined });
+    const left = await undo(ledger, constant(await freshDriver()), { log: () => undefined });
     expect(left).toEqual([]);
     expect(ledger.entries()).toEqual([]);
     expect(Object.keys(h.fake.inventory().resources).sort()).toEqual(['Microsoft.Resources/resourceGroups', ...GALLERY_TYPES].sort());
@@ -111,7 +113,7 @@ describe('azure driver: deleting from the ledger alone', () => {
       await intent(kind, name);
     }
     const lines: string[] = [];
-    expect(await undo(ledger, () => freshDriver(), { log: (l) => lines.push(l) })).toEqual([]);
+    expect(await undo(ledger, constant(await freshDriver()), { log: (l) => lines.push(l) })).toEqual([]);
     expect(h.fake.liveResourceIds()).toEqual([`/subscriptions/${subscriptionId}/resourceGroups/kept-group`]);
     expect(h.fake.inventory().backend).toEqual({ disks: [], snapshots: [], machines: {} });
 
@@ -119,7 +121,7 @@ describe('azure driver: deleting from the ledger alone', () => {
     await rm.resourceGroups.beginDeleteAndWait('kept-group', pollOptions);
     await intent('virtual-machine', 'kiln-x-vm');
     await intent('resource-group', 'kept-group');
-    expect(await undo(ledger, () => freshDriver(), { log: () => undefined })).toEqual([]);
+    expect(await undo(ledger, constant(await freshDriver()), { log: () => undefined })).toEqual([]);
   });
 
   test('a delete refused while a dependant lets go is retried; other refusals name the ARM code and resource', async () => {
@@ -130,17 +132,17 @@ describe('azure driver: deleting from the ledger alone', () => {
     h.fake.failNext('networkSecurityGroups.delete', new ArmError(400, 'InUseNetworkSecurityGroupCannotBeDeleted', 'in use by a NIC being deleted'), 2);
     const entry = { seq: 1, build: 'b', target: 'azure' as const, kind: 'network-security-group', name: 'n', id: nsg.id, role: 'temporary' as const, createdAt: '' };
     const log: string[] = [];
-    await freshDriver().destroy(entry, { log: (l) => log.push(l), signal: AbortSignal.timeout(30_000) });
+    await (await freshDriver()).destroy(entry, { log: (l) => log.push(l), signal: AbortSignal.timeout(30_000) });
     expect(h.fake.requests.filter((r) => r.operation === 'networkSecurityGroups.delete').map((r) => r.status)).toEqual([400, 400, 202]);
     expect(log.filter((l) => l.includes('not deletable yet'))).toHaveLength(2);
 
     const ip = await network.publicIPAddresses.beginCreateOrUpdateAndWait('g', 'ip', { location: 'eastus' }, pollOptions);
     h.fake.failNext('publicIPAddresses.delete', new ArmError(409, 'ScopeLocked', 'locked'));
-    const err = await freshDriver()
+    const err = await (await freshDriver())
       .destroy({ ...entry, kind: 'public-ip', name: 'ip', id: ip.id }, { log: () => undefined, signal: AbortSignal.timeout(30_000) })
       .catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'CLOUD', context: { code: 'ScopeLocked', resource: ip.id } });
-    await expect(freshDriver().destroy({ ...entry, kind: 'load-balancer' }, { log: () => undefined, signal: AbortSignal.timeout(1_000) })).rejects.toMatchObject({ code: 'INTERNAL' });
+    await expect((await freshDriver()).destroy({ ...entry, kind: 'load-balancer' }, { log: () => undefined, signal: AbortSignal.timeout(1_000) })).rejects.toMatchObject({ code: 'INTERNAL' });
   });
 
   test('listTagged finds the temporary resources of a run by tag, never its image, version or a group holding an image', async () => {

@@ -83,6 +83,13 @@ describe('loading definitions', () => {
     expect(errorsOf(values)[0]).toContain('sizes.XS.values.sourcegrph: no chart named "sourcegrph" (charts: sourcegraph, sourcegraph-executor-k8s)');
   });
 
+  it('refuses public AMIs with encrypted snapshots, which EC2 rejects', () => {
+    const text = variant('    encrypted: false', '    encrypted: true');
+    expect(errorsOf(text)).toEqual([
+      `images/test.yaml:${lineOf(text, 'launchPermissions: { public: true }')}:34: publish.aws.launchPermissions.public: EC2 cannot make an AMI with encrypted snapshots public: set targets.aws.encrypted to false, or share with accounts instead`,
+    ]);
+  });
+
   it('refuses a CIDR with host bits set', () => {
     const text = variant('clusterCidr: 10.10.0.0/16', 'clusterCidr: 10.10.1.0/16');
     expect(errorsOf(text)[0]).toContain('k3s.clusterCidr: expected an IPv4 network in CIDR form like 10.10.0.0/16 (host bits zero), found "10.10.1.0/16"');
