@@ -131,7 +131,9 @@ k3s_ready() {
   k3s kubectl get nodes --no-headers 2>/dev/null | awk '$2 == "Ready" { ready = 1 } END { exit !ready }'
 }
 kiln_log "starting K3s"
-systemctl start k3s.service
+# --no-block: the unit's own TimeoutStartSec is infinite (as the installer writes it); readiness is
+# polled below against our deadline instead.
+systemctl start --no-block k3s.service
 kiln_wait_until "$k3s_timeout" "K3s and its node to be ready" k3s_ready || kiln_die "K3s did not become ready within ${k3s_timeout}s"
 kiln_log "K3s is ready"
 if [ -s /etc/rancher/node/password ] && ! cmp -s -- /etc/rancher/node/password "$state_dir/node-password"; then

@@ -13,7 +13,7 @@ import { k3sConfig } from '../../../src/provision/steps.js';
 import { loadDefinition } from '../../../src/definition/load.js';
 import { NETWORK_STEPS, PROVISIONED_PATHS, planFor, startArtifacts, stepOf, TEST_IMAGE, TEST_REGISTRY, type ArtifactFixture } from '../../support/provision-fixture.js';
 import { provisionRootfs } from '../../support/sandbox/rootfs.js';
-import { Sandbox } from '../../support/sandbox/sandbox.js';
+import { manifestScript, Sandbox } from '../../support/sandbox/sandbox.js';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -28,9 +28,9 @@ describe.skipIf(!isRoot)('provisioning scripts in a throwaway Debian 12 root', (
   const secondRuns = new Map<string, string>();
   const manifests = new Map<string, [string, string]>();
 
-  const run = (sb: Sandbox, step: ProvisionStep, extraEnv?: Record<string, string>) =>
+  const run = (sb: Sandbox, step: ProvisionStep, extraEnv?: Record<string, string>, after?: string) =>
     // mountAll: the machine's mounts (the data volume and its binds) are there, as on the build VM.
-    sb.runStep(step, { network: NETWORK_STEPS.has(step.id) ? 'host' : 'none', mountAll: true, ...(extraEnv ? { extraEnv } : {}) });
+    sb.runStep(step, { network: NETWORK_STEPS.has(step.id) ? 'host' : 'none', mountAll: true, ...(extraEnv ? { extraEnv } : {}), ...(after ? { after } : {}) });
 
   beforeAll(async () => {
     const rootfs = await provisionRootfs();
@@ -40,14 +40,14 @@ describe.skipIf(!isRoot)('provisioning scripts in a throwaway Debian 12 root', (
     sandbox = await Sandbox.create(path.join(dir, 'vm'), rootfs);
     for (const step of plan.provision) {
       if (step.id === 'generalize') beforeGeneralize = await sandbox.clone(path.join(dir, 'before-generalize'));
-      const first = await run(sandbox, step);
+      // Each run is followed, in the same sandbox session, by a manifest of what it left.
+      const first = await run(sandbox, step, undefined, manifestScript(PROVISIONED_PATHS));
       firstRuns.set(step.id, first.all);
       if (first.exitCode !== 0) throw new Error(`step ${step.id} failed (${first.exitCode}):\n${first.all}`);
-      const m1 = await sandbox.manifest(PROVISIONED_PATHS);
-      const second = await run(sandbox, step);
+      const second = await run(sandbox, step, undefined, manifestScript(PROVISIONED_PATHS));
       secondRuns.set(step.id, second.all);
       if (second.exitCode !== 0) throw new Error(`second run of ${step.id} failed (${second.exitCode}):\n${second.all}`);
-      manifests.set(step.id, [m1, await sandbox.manifest(PROVISIONED_PATHS)]);
+      manifests.set(step.id, [first.after ?? '', second.after ?? '']);
     }
   }, 1_800_000);
 

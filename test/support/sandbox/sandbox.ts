@@ -47,7 +47,11 @@ export interface RunResult {
 
 export interface StepRun extends RunResult {
   step: string;
+  /** stdout of the `after` snippet, when one was given. */
+  after?: string;
 }
+
+const AFTER_MARKER = '@@kiln-sandbox-after@@';
 
 export class Sandbox {
   private constructor(
@@ -127,7 +131,7 @@ export class Sandbox {
   }
 
   /** Runs one provisioning step as kiln would: scripts and planned files uploaded, then the script. */
-  async runStep(step: ProvisionStep, options: RunOptions & { extraEnv?: Record<string, string> } = {}): Promise<StepRun> {
+  async runStep(step: ProvisionStep, options: RunOptions & { extraEnv?: Record<string, string>; after?: string } = {}): Promise<StepRun> {
     const files = await mkdtemp(path.join(this.dir, 'files-'));
     const installs: string[] = [];
     try {
@@ -142,7 +146,9 @@ export class Sandbox {
       const setup = [
         `mkdir -p ${staging} && rm -rf ${staging}/provision && cp -r /run/kiln-src/provision ${staging}/provision`,
         ...installs,
-        `exec bash ${staging}/provision/${step.script}`,
+        options.after === undefined
+          ? `exec bash ${staging}/provision/${step.script}`
+          : `rc=0; bash ${staging}/provision/${step.script} || rc=$?\necho ${AFTER_MARKER}\n${options.after}\nexit $rc`,
       ].join('\n');
       // The step's environment only (plus PATH/HOME), as the SSH runner passes it.
       const env = { ...step.env, ...options.extraEnv, ...options.env };
@@ -151,7 +157,13 @@ export class Sandbox {
         env,
         binds: [...(options.binds ?? []), { host: files, guest: '/run/kiln-files' }],
       });
-      return { ...result, step: step.id };
+      if (options.after === undefined) return { ...result, step: step.id };
+      const cut = (text: string) => {
+        const i = text.indexOf(`${AFTER_MARKER}\n`);
+        return i < 0 ? [text, ''] : [text.slice(0, i), text.slice(i + AFTER_MARKER.length + 1)];
+      };
+      const [stdout, after] = cut(result.stdout);
+      return { ...result, stdout: stdout ?? '', all: cut(result.all)[0] ?? '', after: after ?? '', step: step.id };
     } finally {
       await rm(files, { recursive: true, force: true });
     }
@@ -163,13 +175,7 @@ export class Sandbox {
    * target. Two equal manifests mean nothing was rewritten, not even with the same content.
    */
   async manifest(paths: string[]): Promise<string> {
-    const script = `for p in ${paths.map((p) => `'${p}'`).join(' ')}; do
-  [ -e "$p" ] || { echo "absent $p"; continue; }
-  find "$p" \\( -path /var/tmp/kiln-build -o -path '/var/log' -o -path /proc \\) -prune -o -printf '%p %y %m %U:%G %s %T@ %l\\n' | sort | while read -r f t rest; do
-    if [ "$t" = f ]; then echo "$f $t $rest $(sha256sum "$f" | cut -c1-64)"; else echo "$f $t $rest"; fi
-  done
-done`;
-    return this.check(script, { mountAll: true });
+    return this.check(manifestScript(paths), { mountAll: true });
   }
 
   /** The JSON lines the stand-ins logged (all runs so far). */
@@ -193,4 +199,14 @@ done`;
   async dispose(): Promise<void> {
     await rm(this.dir, { recursive: true, force: true });
   }
+}
+
+/** The bash snippet behind Sandbox.manifest(). */
+export function manifestScript(paths: string[]): string {
+  return `for p in ${paths.map((p) => `'${p}'`).join(' ')}; do
+  [ -e "$p" ] || { echo "absent $p"; continue; }
+  find "$p" \\( -path /var/tmp/kiln-build -o -path '/var/log' -o -path /proc \\) -prune -o -printf '%p %y %m %U:%G %s %T@ %l\\n' | sort | while read -r f t rest; do
+    if [ "$t" = f ]; then echo "$f $t $rest $(sha256sum "$f" | cut -c1-64)"; else echo "$f $t $rest"; fi
+  done
+done`;
 }
