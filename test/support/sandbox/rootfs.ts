@@ -9,9 +9,10 @@
  * write to it.
  */
 import { createHash } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, readdir, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { done, notYet, waitFor } from '../../../src/core/wait.js';
 import { debianRecipe } from '../../../src/targets/local/base/debian-recipe.js';
 import { customizeRootfs, debootstrapRootfs, removeTree } from '../../../src/targets/local/base/rootfs.js';
 
@@ -69,6 +70,51 @@ export async function provisionRootfs(log: (line: string) => void = () => undefi
   if (await exists(path.join(dir, 'complete'))) return result;
 
   await mkdir(base, { recursive: true });
+  // Test files run in parallel: one process builds, the others wait for its tree.
+  const lock = path.join(base, `.lock-${key}`);
+  while (!(await takeLock(lock))) {
+    await waitFor(async () => ((await exists(path.join(dir, 'complete'))) || !(await lockHeld(lock)) ? done(undefined) : notYet('another process is building')), {
+      what: `the provisioning root ${key} another test process is building`,
+      timeoutMs: 30 * 60_000,
+      initialDelayMs: 1000,
+      maxDelayMs: 5000,
+    });
+    if (await exists(path.join(dir, 'complete'))) return result;
+  }
+  try {
+    if (await exists(path.join(dir, 'complete'))) return result;
+    await build(key, base, dir, log);
+  } finally {
+    await rm(lock, { force: true });
+  }
+  return result;
+}
+
+/** Creates the lock file with our pid; false when a live process holds it. */
+async function takeLock(lock: string): Promise<boolean> {
+  try {
+    await writeFile(lock, `${process.pid}\n`, { flag: 'wx' });
+    return true;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    if (await lockHeld(lock)) return false;
+    await rm(lock, { force: true }); // left by a process that died
+    return takeLock(lock);
+  }
+}
+
+async function lockHeld(lock: string): Promise<boolean> {
+  const pid = Number((await readFile(lock, 'utf8').catch(() => '')).trim());
+  if (!pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function build(key: string, base: string, dir: string, log: (line: string) => void): Promise<void> {
   const work = await mkdtemp(path.join(base, `.build-${key}-`));
   try {
     const root = path.join(work, 'root');
@@ -94,7 +140,6 @@ export async function provisionRootfs(log: (line: string) => void = () => undefi
     await removeTree(work).catch(() => undefined);
     throw err;
   }
-  return result;
 }
 
 /** .deb files of base.sh's packages, for a flat apt repository. */
