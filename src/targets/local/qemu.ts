@@ -3,7 +3,8 @@
  * listens, the process, a graceful shutdown (ACPI power button over QMP, then quit, then SIGKILL,
  * each with a deadline) and the exit. The console goes to a log file and, line by line, to a callback.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
@@ -71,6 +72,10 @@ const MAX_UNIX_SOCKET_PATH = 100;
 const STDERR_TAIL_CHARS = 2000;
 
 export async function launchVm(options: LaunchVmOptions): Promise<VmHandle> {
+  // slirp runs socat per guest connection; missing, it would only show as refused connections in the guest.
+  if (options.guestForwards?.length && !(await onPath('socat'))) {
+    throw new KilnError('LOCAL', 'guest forwards need socat on the host: install the socat package', { vm: options.name });
+  }
   await mkdir(options.workDir, { recursive: true });
   const [root, ...data] = await Promise.all([
     imageInfo(options.rootDisk),
@@ -203,4 +208,16 @@ function forwardConsole(stdout: NodeJS.ReadableStream, onLine?: (line: string) =
 
 function describeExit(e: VmExit): string {
   return e.signal ? `signal ${e.signal}` : `exit code ${e.exitCode ?? 'unknown'}`;
+}
+
+async function onPath(command: string): Promise<boolean> {
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter).filter(Boolean)) {
+    try {
+      await access(path.join(dir, command), constants.X_OK);
+      return true;
+    } catch {
+      // not in this directory
+    }
+  }
+  return false;
 }

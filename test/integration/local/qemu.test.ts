@@ -108,6 +108,17 @@ describe('launchVm', () => {
     expect((await vm.exited).signal).toBe('SIGKILL');
   });
 
+  it('refuses guest forwards when socat is missing, before starting anything', async () => {
+    const savedPath = process.env.PATH;
+    process.env.PATH = path.join(dir, 'empty-bin');
+    try {
+      const forwards = [{ guestAddress: '10.0.2.100', guestPort: 80, hostAddress: '127.0.0.1', hostPort: 8080 }];
+      await expect(launchVm(launchOptions('vm4', { guestForwards: forwards }))).rejects.toThrow(/socat/);
+    } finally {
+      process.env.PATH = savedPath;
+    }
+  });
+
   it('fails with QEMU\'s own message when the SSH port is taken', async () => {
     const server = net.createServer();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
