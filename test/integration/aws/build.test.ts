@@ -83,8 +83,8 @@ describe('the AWS driver in a build', () => {
     expect(seen.instance).toMatchObject({ imageId: base?.id, instanceType: 'm6a.2xlarge', keyName: t.names.keyPair, tags: tagsOf(plan, t.names.instance) });
     expect((seen.instance?.clientToken as string) ?? '').toBe(`kiln-${plan.buildId}-launch-1`);
     expect(seen.volumes).toEqual([
-      expect.objectContaining({ size: 50, volumeType: 'gp3', encrypted: true, tags: tagsOf(plan, t.names.instance), attachment: expect.objectContaining({ device: '/dev/xvda', deleteOnTermination: true }) }),
-      expect.objectContaining({ size: 500, volumeType: 'gp3', iops: 3000, throughput: 125, encrypted: true, tags: tagsOf(plan, t.names.instance), attachment: expect.objectContaining({ device: '/dev/sdf', deleteOnTermination: true }) }),
+      expect.objectContaining({ size: 50, volumeType: 'gp3', encrypted: false, tags: tagsOf(plan, t.names.instance), attachment: expect.objectContaining({ device: '/dev/xvda', deleteOnTermination: true }) }),
+      expect.objectContaining({ size: 500, volumeType: 'gp3', iops: 3000, throughput: 125, encrypted: false, tags: tagsOf(plan, t.names.instance), attachment: expect.objectContaining({ device: '/dev/sdf', deleteOnTermination: true }) }),
     ]);
     expect(seen.instance?.securityGroupIds).toEqual([seen.group?.id]);
     // SSH only, only from the builder (the lookup says 127.0.0.1).
