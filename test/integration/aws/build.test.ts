@@ -116,8 +116,8 @@ describe('the AWS driver in a build', () => {
       expect(artifact).toEqual({ kind: 'ami', id: image?.id, name: t.names.image, region: artifact.region, disk: 'both' });
       expect(image).toMatchObject({ name: 'sourcegraph-5.2.0-xs-rawsbuild1', state: 'available', launchGroupAll: true, tags: tagsOf(plan, t.names.image) });
       expect(image?.mappings.map((m) => [m.deviceName, m.volumeSize, m.encrypted])).toEqual([
-        ['/dev/xvda', 50, true],
-        ['/dev/sdf', 500, true],
+        ['/dev/xvda', 50, false],
+        ['/dev/sdf', 500, false],
       ]);
       for (const m of image?.mappings ?? []) expect(r.snapshots.get(m.snapshotId ?? '')).toMatchObject({ state: 'completed', tags: tagsOf(plan, t.names.image) });
       if (artifact.region !== REGION) expect(image).toMatchObject({ sourceImageId: amis[0]?.id, sourceImageRegion: REGION });
