@@ -3,7 +3,7 @@
  * or mounts. Layout: MBR with one partition at 1 MiB; GRUB's boot.img in the MBR code area and its
  * core.img in the gap after it; an ext4 file system written by mke2fs straight into the partition.
  */
-import { access, mkdtemp, open, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { access, mkdtemp, open, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { KilnError } from '../../../core/errors.js';
@@ -93,6 +93,3 @@ export async function treeSizeBytes(dir: string): Promise<number> {
   return bytes;
 }
 
-export async function fileSize(file: string): Promise<number> {
-  return (await stat(file)).size;
-}
