@@ -104,11 +104,17 @@ export type MachineCall =
   | { op: 'startMachine'; spec: MachineSpec }
   | { op: 'stopMachine' | 'destroyMachine'; id: string };
 
-/** A fast MachineBackend that records calls; `holdStops` makes stopMachine wait until `releaseStops()`. */
+/**
+ * A fast MachineBackend that records calls; `holdStops` makes stopMachine wait until
+ * `releaseStops()`, and `holdSnapshots` makes snapshotDisk wait until `releaseSnapshots()`, so a
+ * test observes a transitional state without racing the fake's timers.
+ */
 export class RecordingMachines implements MachineBackend {
   readonly calls: MachineCall[] = [];
   holdStops = false;
+  holdSnapshots = false;
   private held: (() => void)[] = [];
+  private heldSnapshots: (() => void)[] = [];
 
   async createDisk(diskId: string, sizeGb: number, fromSnapshotId?: string): Promise<void> {
     this.calls.push({ op: 'createDisk', diskId, sizeGb, fromSnapshotId });
@@ -118,6 +124,7 @@ export class RecordingMachines implements MachineBackend {
   }
   async snapshotDisk(diskId: string, snapshotId: string): Promise<void> {
     this.calls.push({ op: 'snapshotDisk', diskId, snapshotId });
+    if (this.holdSnapshots) await new Promise<void>((resolve) => this.heldSnapshots.push(resolve));
   }
   async deleteSnapshot(snapshotId: string): Promise<void> {
     this.calls.push({ op: 'deleteSnapshot', snapshotId });
@@ -138,6 +145,10 @@ export class RecordingMachines implements MachineBackend {
   async close(): Promise<void> {}
   releaseStops(): void {
     for (const release of this.held.splice(0)) release();
+  }
+  releaseSnapshots(): void {
+    this.holdSnapshots = false;
+    for (const release of this.heldSnapshots.splice(0)) release();
   }
   ops(): string[] {
     return this.calls.map((c) => c.op);

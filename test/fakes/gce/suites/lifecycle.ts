@@ -181,6 +181,7 @@ export function lifecycleSuite(): void {
       expect(stopped.status).toBe('TERMINATED');
       expect(stopped.networkInterfaces?.[0]?.accessConfigs?.[0]?.natIP).toBeFalsy();
 
+      machines.holdSnapshots = true;
       const rootOp = operationOf(
         await gce.images.insert({
           project,
@@ -201,6 +202,7 @@ export function lifecycleSuite(): void {
       );
       const [pending] = await gce.images.get({ project, image: 'kiln-run1-root' });
       expect(pending.status).toBe('PENDING');
+      machines.releaseSnapshots();
       await Promise.all([untilDone(gce, project, rootOp), untilDone(gce, project, dataOp)]);
       const [root] = await gce.images.get({ project, image: 'kiln-run1-root' });
       expect(root).toMatchObject({ status: 'READY', family: 'kiln-sourcegraph', diskSizeGb: '20', storageLocations: ['us'] });
