@@ -9,7 +9,7 @@ import { newRunId } from '../pipeline/run-id.js';
 import { runBuilds } from '../pipeline/run.js';
 import { stateDir } from '../pipeline/state-dir.js';
 import { driversFor } from '../targets/drivers.js';
-import { collectMirrors, mirrorOption } from './options.js';
+import { collectMirrors, localForwardOption, mirrorOption, parseLocalForward, parseLocalNetwork } from './options.js';
 import { CommandExit } from './exit.js';
 import type { Output } from './output.js';
 import { createProgress } from './progress.js';
@@ -30,6 +30,8 @@ interface BuildFlags {
   verbose?: boolean;
   shard?: string;
   runId?: string;
+  localNetwork: string;
+  localForward: string[];
 }
 
 export function registerBuild(program: Command, out: Output): void {
@@ -48,6 +50,8 @@ export function registerBuild(program: Command, out: Output): void {
     .option('--run-id <id>', 'run id to use (default: a new one); CI shards of one release share it')
     .option('--resume <run id>', 'continue a run from the first step each build has not completed')
     .option('-o, --output-dir <dir>', 'where the local target writes images', 'kiln-out')
+    .option('--local-network <mode>', 'local target: open (the VM reaches the network through NAT) or restricted (only --local-forward)', 'open')
+    .option(...localForwardOption)
     .option('--manifest <path>', 'where to write the run manifest', 'kiln-manifest.json')
     .option('-v, --verbose', 'stream every build\'s output (always in its log file)')
     .action(async (path: string, flags: BuildFlags) => {
@@ -73,7 +77,8 @@ async function build(path: string, flags: BuildFlags, out: Output): Promise<numb
     return 0;
   }
 
-  const driverOf = await driversFor(plans.map((p) => p.target), { local: { outputDir: flags.outputDir, definitionDir: dirname(path) } });
+  const local = { outputDir: flags.outputDir, definitionDir: dirname(path), network: parseLocalNetwork(flags.localNetwork), guestForwards: flags.localForward.map(parseLocalForward) };
+  const driverOf = await driversFor(plans.map((p) => p.target), { local });
   const driverFor = (plan: Plan) => driverOf(plan.target);
 
   out.line(`run ${runId}: ${plans.length} build(s) of ${loaded.definition.name} ${flags.version}; state in ${stateDir()}/runs/${runId}`);

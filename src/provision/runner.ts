@@ -33,6 +33,7 @@ export interface ProvisionOptions {
 export async function runProvisioning(options: ProvisionOptions): Promise<void> {
   const { session, steps, log } = options;
   if (steps.length === 0) return;
+  await waitForFirstBoot(session, log, options.signal);
   await stage(session, steps, options.scriptsDir ?? SCRIPTS_DIR, options.signal);
   for (const [index, step] of steps.entries()) {
     options.onStep?.(step, index);
@@ -66,6 +67,22 @@ async function runStep(step: ProvisionStep, options: ProvisionOptions): Promise<
       await options.session.reconnect();
     }
   }
+}
+
+/**
+ * SSH answers before cloud-init has finished first boot (users, host keys, growing the disk), and a
+ * script racing it can fail in odd ways; wait for it where the image has cloud-init.
+ */
+async function waitForFirstBoot(session: SshSession, log: (line: string) => void, signal?: AbortSignal): Promise<void> {
+  const result = await session.exec('if command -v cloud-init >/dev/null; then cloud-init status --wait; else echo "no cloud-init"; fi', {
+    sudo: true,
+    timeoutMs: 20 * 60_000,
+    signal,
+    quiet: true,
+  });
+  const status = result.stdoutTail.trim().split('\n').pop() ?? '';
+  // Exit 2 is "done, but degraded" (a recoverable warning); anything else non-zero is worth a line.
+  log(result.code === 0 ? `first boot: ${status || 'done'}` : `first boot: cloud-init ended with code ${result.code}: ${status}; provisioning goes on`);
 }
 
 /** Copies the scripts and every planned file into one local tree and uploads it in one stream. */

@@ -15,6 +15,7 @@ import type { LedgerEntry } from '../../pipeline/ledger.js';
 import { generateKeyPair } from '../../ssh/index.js';
 import type { Artifact, DestroyOptions, SshAccess, TargetDriver } from '../target.js';
 import { detectAccel, type Accel } from './accel.js';
+import { defaultCpu } from './qemu-args.js';
 import { buildBaseImage } from './base/build.js';
 import { describeBaseImage } from './base/describe.js';
 import { exportDisk, type ExportFormat, type ExportOutputs } from './capture.js';
@@ -27,8 +28,13 @@ export interface LocalDriverOptions {
   cacheDir?: string;
   /** Where captured images are written; default ./kiln-out. */
   outputDir?: string;
-  /** Host loopback servers the guest may reach (artifact mirrors); nothing else is reachable. */
+  /** Host loopback servers the guest may reach (artifact mirrors, a bundle server). */
   guestForwards?: GuestForward[];
+  /**
+   * open (default): the guest reaches the host's network through QEMU's NAT, to download K3s,
+   * Helm and charts; restricted: it reaches nothing but the forwards (air-gapped builds, tests).
+   */
+  network?: 'open' | 'restricted';
   /** Resolves a base image path given relative to the definition. */
   definitionDir?: string;
 }
@@ -51,8 +57,8 @@ export class LocalDriver implements TargetDriver {
     const base = 'build' in t.baseImage
       ? (await buildBaseImage({ distro: t.baseImage.build, cacheDir: this.options.cacheDir ?? defaultCacheDir(), onLog: ctx.log.line, signal: ctx.signal })).path
       : (await describeBaseImage(this.basePath(t.baseImage.path))).path;
-    const accel = await this.accelerator(t.accelerator, ctx);
-    await ctx.state.setFacts({ sourceImage: base, accel });
+    const { accel, cpu } = await this.accelerator(t.accelerator, ctx);
+    await ctx.state.setFacts({ sourceImage: base, accel, cpu });
 
     await mkdir(ctx.paths.root, { recursive: true, mode: 0o700 });
     const client = generateKeyPair(`kiln-${ctx.plan.buildId}`);
@@ -94,7 +100,9 @@ export class LocalDriver implements TargetDriver {
         memoryMiB: t.memoryMiB,
         sshForward: { hostAddress: '127.0.0.1', hostPort: 0 },
         guestForwards: this.options.guestForwards ?? [],
+        network: this.options.network ?? 'open',
         accel: mustFact(ctx, 'accel') as Accel,
+        cpu: mustFact(ctx, 'cpu'),
         serialLogPath: ctx.paths.console,
         onConsoleLine: (line) => ctx.log.line(`console| ${line}`),
       });
@@ -173,11 +181,11 @@ export class LocalDriver implements TargetDriver {
     return isAbsolute(path) ? path : resolve(this.options.definitionDir ?? '.', path);
   }
 
-  private async accelerator(requested: LocalTargetPlan['accelerator'], ctx: BuildContext): Promise<Accel> {
-    if (requested !== 'auto') return requested;
+  private async accelerator(requested: LocalTargetPlan['accelerator'], ctx: BuildContext): Promise<{ accel: Accel; cpu: string }> {
+    if (requested !== 'auto') return { accel: requested, cpu: defaultCpu(requested) };
     const decision = await detectAccel();
     ctx.log.line(`local: using ${decision.accel}: ${decision.reason}`);
-    return decision.accel;
+    return decision;
   }
 
   private async writeFile(ctx: BuildContext, path: string, content: string, kind: string): Promise<void> {

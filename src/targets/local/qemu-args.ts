@@ -1,7 +1,8 @@
 /**
  * The QEMU command line of a local build VM, as a pure function of its settings. Networking is
- * always user-mode with restrict=on: the guest can reach nothing but the forwards listed here, and
- * every forward listens on (or connects to) a host loopback address only.
+ * user-mode, with restrict=on unless asked for an open network: a restricted guest reaches nothing
+ * but the forwards listed here, and every forward listens on (or connects to) a host loopback
+ * address only.
  */
 import { InputError } from '../../core/errors.js';
 import type { Accel } from './accel.js';
@@ -42,6 +43,8 @@ export interface QemuArgsInput {
   /** 0 lets the host pick; the real port is read back over QMP. */
   sshHostPort: number;
   guestForwards: GuestForward[];
+  /** restricted (default): the guest reaches only the forwards; open: also the host's network (NAT). */
+  network?: 'restricted' | 'open';
   qmpSocket: string;
   serialLogPath: string;
   pidFile: string;
@@ -77,7 +80,8 @@ export function qemuArgs(input: QemuArgsInput): string[] {
     forwards.push(`guestfwd=tcp:${f.guestAddress}:${f.guestPort}-cmd:socat -lf /dev/null - TCP:${f.hostAddress}:${f.hostPort}`);
   }
   // romfile= skips the iPXE option ROM: nothing boots from the network, and it is slow under TCG.
-  args.push('-netdev', ['user', 'id=net0', 'restrict=on', ...forwards].join(','), '-device', 'virtio-net-pci,netdev=net0,romfile=');
+  const restrict = input.network === 'open' ? [] : ['restrict=on'];
+  args.push('-netdev', ['user', 'id=net0', ...restrict, ...forwards].join(','), '-device', 'virtio-net-pci,netdev=net0,romfile=');
   return args;
 }
 

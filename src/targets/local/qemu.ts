@@ -32,6 +32,8 @@ export interface LaunchVmOptions {
   /** hostAddress must be a 127.x.x.x address; hostPort 0 lets the host pick a free port. */
   sshForward: { hostAddress: string; hostPort: number };
   guestForwards?: GuestForward[];
+  /** Default restricted: the guest reaches nothing but the forwards. */
+  network?: 'restricted' | 'open';
   accel: Accel;
   /** QEMU CPU model, normally the one detectAccel chose. */
   cpu?: string;
@@ -99,6 +101,7 @@ export async function launchVm(options: LaunchVmOptions): Promise<VmHandle> {
     sshHostAddress: options.sshForward.hostAddress,
     sshHostPort: options.sshForward.hostPort,
     guestForwards: options.guestForwards ?? [],
+    network: options.network ?? 'restricted',
     qmpSocket,
     serialLogPath: path.resolve(options.serialLogPath),
     pidFile,
