@@ -15,52 +15,10 @@ import {
   ImportKeyPairCommand,
   type IpPermission,
 } from '@aws-sdk/client-ec2';
-import { isIP } from 'node:net';
 import { KilnError } from '../../core/errors.js';
 import type { CallScope, Ec2Api } from './clients.js';
 import { codeOf } from './errors.js';
 import { isOurs, tagSpecs } from './tagging.js';
-
-/** Finds this machine's public IP address (what EC2 sees as the source of our SSH connections). */
-export type BuilderAddressLookup = (signal?: AbortSignal) => Promise<string>;
-
-const ADDRESS_SERVICES = ['https://checkip.amazonaws.com', 'https://api.ipify.org'];
-
-export const lookupPublicAddress: BuilderAddressLookup = async (signal) => {
-  const problems: string[] = [];
-  for (const url of ADDRESS_SERVICES) {
-    try {
-      const timeout = AbortSignal.timeout(10_000);
-      const response = await fetch(url, { signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
-      const text = (await response.text()).trim();
-      if (response.ok && isIP(text) !== 0) return text;
-      problems.push(`${url}: HTTP ${response.status} ${text.slice(0, 40)}`);
-    } catch (err) {
-      signal?.throwIfAborted();
-      problems.push(`${url}: ${err instanceof Error ? err.message : String(err)}`);
-    }
-  }
-  throw new KilnError('CLOUD', `could not find this builder's public address to allow SSH from (${problems.join('; ')}); set targets.aws.sshCidr`, {
-    field: 'targets.aws.sshCidr',
-  });
-};
-
-/** The CIDR SSH is allowed from: the plan's, else the builder's address as /32 (or /128). */
-export async function sshSourceCidr(sshCidr: string | undefined, lookup: BuilderAddressLookup, signal?: AbortSignal): Promise<string> {
-  if (sshCidr) {
-    const [address, prefix] = sshCidr.split('/');
-    const family = isIP(address ?? '');
-    const bits = Number(prefix);
-    if (family === 0 || prefix === undefined || !Number.isInteger(bits) || bits < 0 || bits > (family === 4 ? 32 : 128)) {
-      throw new KilnError('INPUT', `targets.aws.sshCidr '${sshCidr}' is not a CIDR block`, { field: 'targets.aws.sshCidr' });
-    }
-    return sshCidr;
-  }
-  const address = (await lookup(signal)).trim();
-  const family = isIP(address);
-  if (family === 0) throw new KilnError('CLOUD', `the builder address lookup returned '${address}', not an IP address`, { field: 'targets.aws.sshCidr' });
-  return `${address}/${family === 4 ? 32 : 128}`;
-}
 
 export interface KeyPairSpec {
   name: string;

@@ -15,7 +15,8 @@ import type { BuildContext } from '../../pipeline/context.js';
 import type { LedgerEntry } from '../../pipeline/ledger.js';
 import { generateKeyPair } from '../../ssh/index.js';
 import type { Artifact, DestroyOptions, SshAccess, TaggedResource, TargetDriver } from '../target.js';
-import { allowSsh, buildVpc, createSecurityGroup, importKeyPair, lookupPublicAddress, sshSourceCidr, type BuilderAddressLookup } from './access.js';
+import { allowSsh, buildVpc, createSecurityGroup, importKeyPair } from './access.js';
+import { lookupPublicAddress, sshSource, type BuilderAddressLookup } from '../builder-address.js';
 import { findBaseImage } from './base-image.js';
 import { DEFAULT_TIMING, Ec2Api, type CallScope, type Ec2Timing } from './clients.js';
 import { allOrFirstError, clientToken, copyToRegions, description, share } from './copies.js';
@@ -102,7 +103,7 @@ export class AwsDriver implements TargetDriver {
       id: await importKeyPair(this.api(), scopeOf(ctx, t.names.keyPair), { ...spec, name: t.names.keyPair, publicKey: key.publicKey }),
     }));
 
-    const cidr = await sshSourceCidr(ctx.plan.access.sshCidr, this.options.builderAddress ?? lookupPublicAddress, ctx.signal);
+    const cidr = await sshSource(ctx.plan.access.sshCidr, this.options.builderAddress ?? lookupPublicAddress, ctx.signal);
     if (cidr.endsWith('/0')) ctx.log.line(`aws: warning: sshCidr ${cidr} lets SSH in from anywhere`);
     const vpcId = await buildVpc(this.api(), scopeOf(ctx, t.names.securityGroup), t.subnetId);
     const group = await ctx.resources.create({ kind: 'security-group', name: t.names.securityGroup, region: t.region, extra: { vpcId } }, async () => ({

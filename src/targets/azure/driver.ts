@@ -13,7 +13,7 @@ import type { BuildContext } from '../../pipeline/context.js';
 import type { LedgerEntry } from '../../pipeline/ledger.js';
 import { generateKeyPair } from '../../ssh/index.js';
 import type { Artifact, DestroyOptions, SshAccess, TaggedResource, TargetDriver } from '../target.js';
-import { lookupPublicAddress, sshSourcePrefix, type BuilderAddressLookup } from './address.js';
+import { lookupPublicAddress, sshSource, type BuilderAddressLookup } from '../builder-address.js';
 import { AzureClientPool, type AzureConnectionOptions } from './clients.js';
 import { destroyEntry } from './destroy.js';
 import { createVersion, ensureGallery } from './gallery.js';
@@ -67,7 +67,7 @@ export class AzureDriver implements TargetDriver {
     });
     await ctx.state.setFacts({ sshPublicKey: key.publicKey });
 
-    const source = await sshSourcePrefix(ctx.plan.access.sshCidr, this.options.builderAddress ?? lookupPublicAddress, ctx.signal);
+    const source = await sshSource(ctx.plan.access.sshCidr, this.options.builderAddress ?? lookupPublicAddress, ctx.signal);
     const net = await createNetwork(s, source);
     await ctx.state.setFacts({ nicId: net.nicId, sshSource: source });
     s.log(`network ready in ${s.group}: NIC ${t.names.nic}, public IP ${net.publicIpAddress ?? '(pending)'}`);

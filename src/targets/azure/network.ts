@@ -5,7 +5,7 @@
  * Each is in the ledger before its create call returns.
  */
 import { KilnError } from '../../core/errors.js';
-import { isOpenToAll } from './address.js';
+import { isOpenToAll } from '../builder-address.js';
 import { arm, armGet } from './errors.js';
 import { groupId, KIND } from './ids.js';
 import type { AzureStep } from './step.js';

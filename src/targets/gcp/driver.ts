@@ -26,7 +26,8 @@ import {
 } from './client.js';
 import { captureImages, publishImages } from './capture.js';
 import { environmentClientOptions } from './endpoint.js';
-import { deleteFirewall, insertSshFirewall, lookupPublicAddress, sshSourceRange, type BuilderAddressLookup } from './firewall.js';
+import { deleteFirewall, insertSshFirewall } from './firewall.js';
+import { lookupPublicAddress, sshSource, type BuilderAddressLookup } from '../builder-address.js';
 import { lookupHostKeys } from './hostkeys.js';
 import { deleteImage, imageFromFamily } from './images.js';
 import { deleteDisk, deleteInstance, diskPath, insertInstance, instancePath, natAddress, stopInstance } from './instance.js';
@@ -93,7 +94,7 @@ export class GcpDriver implements TargetDriver {
     });
     await ctx.state.setFacts({ clientPublicKey: key.publicKey });
 
-    const sourceRange = await sshSourceRange(ctx.plan.access.sshCidr, this.options.builderAddress ?? lookupPublicAddress, ctx.signal);
+    const sourceRange = await sshSource(ctx.plan.access.sshCidr, this.options.builderAddress ?? lookupPublicAddress, ctx.signal);
     if (sourceRange.endsWith('/0')) ctx.log.line(`gcp: warning: sshCidr ${sourceRange} lets SSH in from anywhere`);
     await ctx.resources.create({ kind: 'firewall', name: t.names.firewall, group: project }, async () => ({
       id: await insertSshFirewall(

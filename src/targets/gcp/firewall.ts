@@ -3,45 +3,11 @@
  * this machine's public IPv4 address /32, found by a small pluggable lookup) to the instances that
  * carry the build's network tag. Never 0.0.0.0/0 unless the plan's sshCidr says so.
  */
-import { isIP, isIPv4 } from 'node:net';
-import { KilnError } from '../../core/errors.js';
 import type { GceApi, Scope } from './client.js';
 import { isNotFound } from './errors.js';
 import { describeTags } from './labels.js';
 import { runOperation } from './operations.js';
 
-/** Returns this machine's public address, as the VM will see it (tests return 127.0.0.1). */
-export type BuilderAddressLookup = (signal?: AbortSignal) => Promise<string>;
-
-const SERVICES = ['https://api.ipify.org', 'https://checkip.amazonaws.com'];
-
-export const lookupPublicAddress: BuilderAddressLookup = async (signal) => {
-  const problems: string[] = [];
-  for (const url of SERVICES) {
-    try {
-      const timeout = AbortSignal.timeout(10_000);
-      const response = await fetch(url, { signal: signal ? AbortSignal.any([signal, timeout]) : timeout });
-      const text = (await response.text()).trim();
-      if (response.ok && isIPv4(text)) return text;
-      problems.push(`${url}: HTTP ${response.status} ${text.slice(0, 40)}`);
-    } catch (err) {
-      signal?.throwIfAborted();
-      problems.push(`${url}: ${err instanceof Error ? err.message : String(err)}`);
-    }
-  }
-  throw new KilnError('CLOUD', `could not find this builder's public address to allow SSH from (${problems.join('; ')}); set targets.gcp.sshCidr`, {
-    field: 'targets.gcp.sshCidr',
-  });
-};
-
-/** The rule's source range: the plan's CIDR as given, else the builder's address as a host route. */
-export async function sshSourceRange(sshCidr: string | undefined, lookup: BuilderAddressLookup, signal?: AbortSignal): Promise<string> {
-  if (sshCidr) return sshCidr;
-  const address = (await lookup(signal)).trim();
-  const family = isIP(address);
-  if (family === 0) throw new KilnError('CLOUD', `the builder address lookup returned '${address}', not an IP address`, { field: 'targets.gcp.sshCidr' });
-  return `${address}/${family === 4 ? 32 : 128}`;
-}
 
 /** `default` -> `global/networks/default`; a path or URL is used as given. */
 export function networkRef(network: string): string {

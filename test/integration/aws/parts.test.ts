@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { KilnError } from '../../../src/core/errors.js';
 import { generateKeyPair } from '../../../src/ssh/index.js';
-import { sshSourceCidr } from '../../../src/targets/aws/access.js';
+import { sshSource as sshSourceCidr } from '../../../src/targets/builder-address.js';
 import { newestImage } from '../../../src/targets/aws/base-image.js';
 import { clientToken } from '../../../src/targets/aws/copies.js';
 import { AwsDriver } from '../../../src/targets/aws/driver.js';

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { generateKeyPair } from '../../../src/ssh/index.js';
 import { environmentClientOptions } from '../../../src/targets/gcp/endpoint.js';
 import { apiFailure, cloudError, isNotFound, isTransient } from '../../../src/targets/gcp/errors.js';
-import { sshSourceRange } from '../../../src/targets/gcp/firewall.js';
+import { sshSource as sshSourceRange } from '../../../src/targets/builder-address.js';
 import { hostKeysFromConsole } from '../../../src/targets/gcp/hostkeys.js';
 import { mergeBindings } from '../../../src/targets/gcp/images.js';
 import { instanceResource } from '../../../src/targets/gcp/instance.js';

@@ -40,6 +40,11 @@ const PACKAGES = [
   'procps',
   'iproute2',
   'netbase',
+  // What provision/base.sh would otherwise install: a local build on a restricted network (an
+  // air-gapped site, the tests) has no package mirror to install them from.
+  'jq',
+  'nftables',
+  'xfsprogs',
 ] as const;
 
 /**
