@@ -4,7 +4,6 @@
  * the message and context, never a stack unless --debug, and exits with the error's exit code.
  */
 
-export const EXIT_OK = 0;
 export const EXIT_BUILD_FAILED = 1;
 export const EXIT_INPUT = 2;
 

@@ -47,13 +47,6 @@ export class BuildState {
     await this.save();
   }
 
-  /** Forgets a step and everything after it, so `--resume` runs it again. */
-  async reopenFrom(step: PipelineStepName, order: readonly PipelineStepName[]): Promise<void> {
-    const from = order.indexOf(step);
-    this.data.completed = this.data.completed.filter((s) => order.indexOf(s) < from);
-    await this.save();
-  }
-
   private async save(): Promise<void> {
     await writeJsonDurably(this.path, this.data);
   }

@@ -3,7 +3,6 @@
  * most a few kinds of resource and records every one through ctx.resources before going on, so that
  * `destroy` can delete it later, from this process or from `kiln cleanup` in another one.
  */
-import type { Plan } from '../definition/plan.js';
 import type { TargetName } from '../definition/schema.js';
 import type { LedgerEntry } from '../pipeline/ledger.js';
 import type { BuildContext } from '../pipeline/context.js';
@@ -68,6 +67,3 @@ export interface DestroyOptions {
   log: (line: string) => void;
   signal: AbortSignal;
 }
-
-/** Builds a driver for a plan (for builds) or from ledger entries alone (for cleanup). */
-export type DriverFactory = (plan: Plan | undefined) => TargetDriver;
