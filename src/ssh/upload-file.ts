@@ -7,14 +7,12 @@
  * With `sudo`, the partial file is created by root for the login user, written over SFTP, then
  * handed to root and moved into place, so root-owned directories work too.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
-import { pipeline } from 'node:stream/promises';
 import { KilnError } from '../core/errors.js';
 import { isDisconnected, SshDisconnectedError } from './connect.js';
 import { sftpPut, type SftpPutState } from './sftp-put.js';
 import { DEFAULT_UPLOAD_TIMEOUT_MS, type UploadHost, type UploadOptions } from './upload-host.js';
+import { sha256File } from '../core/sha256.js';
 
 export interface UploadFileOptions extends UploadOptions {
   /** chmod for the file once in place, e.g. "0755". */
@@ -173,8 +171,5 @@ async function transfer(host: UploadHost, localPath: string, partPath: string, s
   }
 }
 
-export async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(createReadStream(path, { highWaterMark: 1 << 20 }), hash);
-  return hash.digest('hex');
-}
+
+export { sha256File };

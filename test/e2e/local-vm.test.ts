@@ -15,7 +15,7 @@ import { done, notYet, waitFor } from '../../src/core/wait.js';
 import { detectAccel, type AccelDecision } from '../../src/targets/local/accel.js';
 import { buildBaseImage, type BaseImage } from '../../src/targets/local/base/build.js';
 import { exportDisk } from '../../src/targets/local/capture.js';
-import { generateEd25519KeyPair } from '../../src/targets/local/keys.js';
+import { generateKeyPair, sha256File, SshSession, type SshKeyPair } from '../../src/ssh/index.js';
 import { createBlankDisk, createOverlay, launchVm, type VmHandle } from '../../src/targets/local/qemu.js';
 import { createSeedIso } from '../../src/targets/local/seed.js';
 
@@ -35,6 +35,8 @@ let serverPort: number;
 const vms: VmHandle[] = [];
 const consoleTail: string[] = [];
 let keepWorkDir = false;
+let userKey: SshKeyPair;
+let hostKey: SshKeyPair;
 
 beforeAll(async () => {
   work = await mkdtemp(path.join(os.tmpdir(), 'kiln-e2e-local-'));
@@ -50,7 +52,7 @@ beforeAll(async () => {
   accel = await detectAccel();
   console.log(`accelerator: ${accel.accel} (${accel.cpu}): ${accel.reason}`);
 
-  const [userKey, hostKey] = await Promise.all([generateEd25519KeyPair('kiln-e2e'), generateEd25519KeyPair('kiln-e2e-host')]);
+  [userKey, hostKey] = [generateKeyPair('kiln-e2e'), generateKeyPair('kiln-e2e-host')];
   keyFile = path.join(work, 'id_ed25519');
   await writeFile(keyFile, userKey.privateKey);
   await chmod(keyFile, 0o600);
@@ -161,6 +163,25 @@ describe('local QEMU VM from the Debian base image', () => {
     // restrict=on: the same host server is not reachable through the gateway address.
     const blocked = await ssh(vm, `curl -fsS --max-time 10 http://10.0.2.2:${serverPort}/`, { reject: false });
     expect(blocked.exitCode).not.toBe(0);
+
+    // kiln's own SSH session: sudo, a tree in one tar stream, a 200 MB file checked by sha256.
+    const session = await SshSession.connect({ ...vm.sshAddress, username: USER, privateKey: userKey.privateKey, hostKeys: [hostKey.publicKey], timeoutMs: 120_000 });
+    try {
+      expect((await session.run('id -u', { sudo: true })).stdoutTail.trim()).toBe('0');
+      const tree = await session.uploadTree('provision', '/var/tmp/kiln-tree', { sudo: true });
+      expect(tree.bytes).toBeGreaterThan(0);
+      const treeSum = (dir: string) => `cd ${dir} && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-64`;
+      const localTree = await execa('bash', ['-c', treeSum('provision')]);
+      expect((await session.run(treeSum('/var/tmp/kiln-tree'), { sudo: true })).stdoutTail.trim()).toBe(localTree.stdout.trim());
+      const big = path.join(work, 'big.bin');
+      await writeFile(big, randomBytes(200 * 2 ** 20));
+      const uploaded = await session.uploadFile(big, '/var/tmp/big.bin', { sudo: true });
+      const remoteSum = (await session.run('sha256sum /var/tmp/big.bin', { sudo: true })).stdoutTail.trim().slice(0, 64);
+      expect(remoteSum).toBe(await sha256File(big));
+      console.log(`uploaded 200 MB in ${uploaded.durationMs ?? '?'} ms`);
+    } finally {
+      session.close();
+    }
 
     await ssh(vm, `echo ${marker} | sudo tee /var/lib/kiln-marker >/dev/null && sync`);
     const stopped = await vm.shutdown({ timeoutMs: 180_000 });

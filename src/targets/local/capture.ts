@@ -4,14 +4,12 @@
  * (Azure) and a GCE tar.gz holding a sparse disk.raw rounded to 1 GiB. Each file is written under a
  * temporary name and renamed when complete; its sha256 is computed by streaming it once.
  */
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdtemp, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { InputError } from '../../core/errors.js';
 import { imageInfo, type ImageInfo } from './image-info.js';
 import { runTool, type LogFn } from './run.js';
+import { sha256File } from '../../core/sha256.js';
 
 export type ExportFormat = 'qcow2' | 'raw' | 'vmdk' | 'vhd' | 'gceTar';
 export type ExportOutputs = Partial<Record<ExportFormat, string>>;
@@ -107,8 +105,3 @@ function roundUp(value: number, unit: number): number {
   return Math.ceil(value / unit) * unit;
 }
 
-export async function sha256File(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(createReadStream(file), hash);
-  return hash.digest('hex');
-}

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { InputError } from '../../core/errors.js';
-import type { SshKeyPair } from './keys.js';
+import type { SshKeyPair } from '../../ssh/index.js';
 import { runTool } from './run.js';
 
 export interface SeedOptions {
@@ -18,7 +18,7 @@ export interface SeedOptions {
   hostname: string;
   user: { name: string; sshPublicKey: string };
   /** ed25519 host key the guest's sshd will use. */
-  hostKey: SshKeyPair;
+  hostKey: Pick<SshKeyPair, 'privateKey' | 'publicKey'>;
 }
 
 export interface SeedContent {

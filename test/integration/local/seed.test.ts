@@ -5,7 +5,7 @@ import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { InputError } from '../../../src/core/errors.js';
-import { generateEd25519KeyPair, type SshKeyPair } from '../../../src/targets/local/keys.js';
+import { generateKeyPair, type SshKeyPair } from '../../../src/ssh/index.js';
 import { createSeedIso, seedContent } from '../../../src/targets/local/seed.js';
 
 let dir: string;
@@ -15,7 +15,7 @@ let hostKey: SshKeyPair;
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'kiln-seed-test-'));
   // A comment with YAML-significant characters proves values are not spliced into the text.
-  [userKey, hostKey] = await Promise.all([generateEd25519KeyPair('builder: #1 "quoted"'), generateEd25519KeyPair('host-key')]);
+  [userKey, hostKey] = [generateKeyPair('builder: #1 "quoted"'), generateKeyPair('host-key')];
 });
 
 afterAll(async () => {
