@@ -36,8 +36,14 @@ export function cacheDir(): string {
 }
 
 /** Debian packages of the tree: the base image's, minus the kernel. */
+/**
+ * The base image's packages, less the kernel and less what base.sh installs: kiln's own base image
+ * carries those for restricted builds, but the sandbox stands for a stock cloud image, where base.sh
+ * has to install them.
+ */
 export function rootfsPackages(): string[] {
-  return debianRecipe().packages.filter((p) => !SKIPPED.has(p));
+  const installedByBaseSh = new Set<string>(BASE_SH_PACKAGES);
+  return debianRecipe().packages.filter((p) => !SKIPPED.has(p) && !installedByBaseSh.has(p));
 }
 
 export function rootfsKey(): string {
