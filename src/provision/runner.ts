@@ -71,12 +71,15 @@ async function runStep(step: ProvisionStep, options: ProvisionOptions): Promise<
 
 /**
  * SSH answers before cloud-init has finished first boot (users, host keys, growing the disk), and a
- * script racing it can fail in odd ways; wait for it where the image has cloud-init.
+ * script racing it can fail in odd ways; wait for it where cloud-init runs this boot. After
+ * generalize (`cloud-init clean`, e.g. provisioning run again on a resumed build) it has no
+ * instance and would never finish, so there is nothing to wait for.
  */
 async function waitForFirstBoot(session: SshSession, log: (line: string) => void, signal?: AbortSignal): Promise<void> {
-  const result = await session.exec('if command -v cloud-init >/dev/null; then cloud-init status --wait; else echo "no cloud-init"; fi', {
+  const script = 'if command -v cloud-init >/dev/null && [ -e /var/lib/cloud/instance ]; then cloud-init status --wait; else echo "cloud-init: nothing to wait for"; fi';
+  const result = await session.exec(script, {
     sudo: true,
-    timeoutMs: 20 * 60_000,
+    timeoutMs: 10 * 60_000,
     signal,
     quiet: true,
   });
