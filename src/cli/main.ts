@@ -11,6 +11,7 @@ import { terminalOutput } from './output.js';
 import { registerManifest } from './manifest.js';
 import { registerPlan } from './plan.js';
 import { registerRelease } from './release.js';
+import { registerValidate } from './validate.js';
 
 export async function main(argv: string[]): Promise<number> {
   const out = terminalOutput();
@@ -26,6 +27,7 @@ export async function main(argv: string[]): Promise<number> {
   registerBase(program, out);
   registerManifest(program, out);
   registerRelease(program, out);
+  registerValidate(program, out);
 
   try {
     await program.parseAsync(argv);

@@ -16,6 +16,7 @@ export type KilnErrorCode =
   | 'INTERRUPTED' // SIGINT/SIGTERM
   | 'INTEGRITY' // a checksum or digest did not match
   | 'LOCAL' // a local tool (qemu, qemu-img, debootstrap) failed
+  | 'VALIDATION' // an instance booted from the image failed its checks
   | 'INTERNAL';
 
 export type ErrorContext = Record<string, string | number | boolean | undefined>;
