@@ -9,7 +9,8 @@ import { newRunId } from '../pipeline/run-id.js';
 import { runBuilds } from '../pipeline/run.js';
 import { stateDir } from '../pipeline/state-dir.js';
 import { driversFor } from '../targets/drivers.js';
-import { collectMirrors, localForwardOption, mirrorOption, parseLocalForward, parseLocalNetwork } from './options.js';
+import { RateLimits } from '../targets/rate-limits.js';
+import { apiRateOption, collectMirrors, localForwardOption, mirrorOption, parseApiRates, parseLocalForward, parseLocalNetwork } from './options.js';
 import { CommandExit } from './exit.js';
 import type { Output } from './output.js';
 import { createProgress } from './progress.js';
@@ -32,6 +33,7 @@ interface BuildFlags {
   runId?: string;
   localNetwork: string;
   localForward: string[];
+  apiRate: string[];
 }
 
 export function registerBuild(program: Command, out: Output): void {
@@ -52,6 +54,7 @@ export function registerBuild(program: Command, out: Output): void {
     .option('-o, --output-dir <dir>', 'where the local target writes images', 'kiln-out')
     .option('--local-network <mode>', 'local target: open (the VM reaches the network through NAT) or restricted (only --local-forward)', 'open')
     .option(...localForwardOption)
+    .option(...apiRateOption)
     .option('--manifest <path>', 'where to write the run manifest', 'kiln-manifest.json')
     .option('-v, --verbose', 'stream every build\'s output (always in its log file)')
     .action(async (path: string, flags: BuildFlags) => {
@@ -66,6 +69,7 @@ async function build(path: string, flags: BuildFlags, out: Output): Promise<numb
   }
   const concurrency = Number(flags.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new InputError({ field: '--concurrency', message: `expected a whole number >= 1, found ${JSON.stringify(flags.concurrency)}` });
+  const rateLimits = new RateLimits(parseApiRates(flags.apiRate));
   const loaded = await loadDefinition(path);
   if (flags.resume && flags.runId && flags.resume !== flags.runId) {
     throw new InputError({ field: '--run-id', message: `conflicts with --resume ${flags.resume}: give one of them` });
@@ -78,7 +82,7 @@ async function build(path: string, flags: BuildFlags, out: Output): Promise<numb
   }
 
   const local = { outputDir: flags.outputDir, definitionDir: dirname(path), network: parseLocalNetwork(flags.localNetwork), guestForwards: flags.localForward.map(parseLocalForward) };
-  const driverOf = await driversFor(plans.map((p) => p.target), { local });
+  const driverOf = await driversFor(plans.map((p) => p.target), { local, rateLimits });
   const driverFor = (plan: Plan) => driverOf(plan.target);
 
   out.line(`run ${runId}: ${plans.length} build(s) of ${loaded.definition.name} ${flags.version}; state in ${stateDir()}/runs/${runId}`);
@@ -102,8 +106,8 @@ async function build(path: string, flags: BuildFlags, out: Output): Promise<numb
       onBuildDone: (r) => progress.buildDone(r),
     });
     await progress.finish();
-    printSummary(run.results, flags.manifest, out);
-    return run.results.every((r) => r.status === 'succeeded') && run.results.length === plans.length ? 0 : EXIT_BUILD_FAILED;
+    printSummary(run, flags.manifest, out);
+    return run.results.every((r) => r.status === 'succeeded') ? 0 : EXIT_BUILD_FAILED;
   } finally {
     interrupt.dispose();
   }

@@ -34,6 +34,9 @@ export interface ManifestBuild {
   charts: { release: string; chart: string; version: string }[];
   artifacts: Artifact[];
   timingsMs: Partial<Record<PipelineStepName, number>>;
+  /** When the build started and ended (its cleanup included); absent until it does. */
+  startedAt?: string;
+  finishedAt?: string;
   /** Resources left behind (on-error abort or failed deletes), for `kiln cleanup --run`. */
   leftovers: { kind: string; id?: string; name: string; region?: string }[];
 }
@@ -53,6 +56,8 @@ export function manifestEntry(result: BuildResult): ManifestBuild {
     charts: plan.software.charts.map((c) => ({ release: c.release, chart: c.chart, version: c.version })),
     artifacts: result.artifacts,
     timingsMs: result.timingsMs,
+    ...(result.startedAt ? { startedAt: result.startedAt } : {}),
+    ...(result.finishedAt ? { finishedAt: result.finishedAt } : {}),
     leftovers: result.leftovers.map((e) => ({ kind: e.kind, name: e.name, ...(e.id ? { id: e.id } : {}), ...(e.region ? { region: e.region } : {}) })),
   };
 }
