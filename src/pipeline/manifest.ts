@@ -7,7 +7,7 @@ import type { PipelineStepName } from '../definition/plan.js';
 import type { SizeName, TargetName } from '../definition/schema.js';
 import type { Artifact } from '../targets/target.js';
 import type { BuildResult } from './build.js';
-import { writeJsonDurably } from './durable-file.js';
+import { GroupCommit, writeJsonDurably } from './durable-file.js';
 
 export const MANIFEST_VERSION = 1;
 
@@ -64,24 +64,29 @@ export function manifestEntry(result: BuildResult): ManifestBuild {
 
 /** Keeps the manifest of a run current on disk; builds report in any order, concurrently. */
 export class ManifestWriter {
-  private queue: Promise<void> = Promise.resolve();
+  private readonly file: GroupCommit;
 
   constructor(
     private readonly paths: string[],
     private readonly manifest: Manifest,
-  ) {}
+  ) {
+    this.file = new GroupCommit(async () => {
+      await Promise.all(this.paths.map((p) => writeJsonDurably(p, this.manifest, 0o644)));
+    });
+  }
 
   get current(): Manifest {
     return this.manifest;
   }
 
-  async update(entry: ManifestBuild): Promise<void> {
-    const index = this.manifest.builds.findIndex((b) => b.buildId === entry.buildId);
-    if (index >= 0) this.manifest.builds[index] = entry;
-    else this.manifest.builds.push(entry);
+  /** Adds or replaces a build's entry; resolves once the manifest on disk has it. */
+  async update(...entries: ManifestBuild[]): Promise<void> {
+    for (const entry of entries) {
+      const index = this.manifest.builds.findIndex((b) => b.buildId === entry.buildId);
+      if (index >= 0) this.manifest.builds[index] = entry;
+      else this.manifest.builds.push(entry);
+    }
     this.manifest.updatedAt = new Date().toISOString();
-    const write = this.queue.then(() => Promise.all(this.paths.map((p) => writeJsonDurably(p, this.manifest, 0o644)))).then(() => undefined);
-    this.queue = write.catch(() => undefined);
-    await write;
+    await this.file.commit();
   }
 }

@@ -66,7 +66,7 @@ export async function runBuilds(options: RunOptions): Promise<RunResult> {
     updatedAt: startedAt,
     builds: [],
   });
-  for (const plan of options.plans) await manifest.update(pendingEntry(plan));
+  await manifest.update(...options.plans.map(pendingEntry));
 
   const failFast = new AbortController();
   const signal = AbortSignal.any([options.signal, failFast.signal]);
