@@ -111,8 +111,8 @@ export interface MatrixWorld {
   stateDir: string;
   rateLimits: RateLimits;
   drivers: Record<(typeof MATRIX_TARGETS)[number], TargetDriver>;
-  /** aws,gcp,azure x every size of the flagship definition, for version 5.2.0, nothing to provision. */
-  plans(runId: string): Promise<Plan[]>;
+  /** aws,gcp,azure x every size of the flagship definition (version 5.2.0 unless given), nothing to provision. */
+  plans(runId: string, version?: string): Promise<Plan[]>;
   /** Runs the plans as `kiln build` does: all at once, one ledger, one manifest. */
   run(plans: Plan[], options?: { manifestPath?: string; concurrency?: number }): Promise<RunResult>;
   close(): Promise<void>;
@@ -175,8 +175,8 @@ export async function startMatrixWorld(options: { rates?: ApiRateOverrides; thro
     stateDir,
     rateLimits,
     drivers,
-    plans: async (runId) =>
-      buildMatrix(definition, { targets: MATRIX_TARGETS.join(','), sizes: 'all', version: '5.2.0' }, { runId }).map((plan) => ({
+    plans: async (runId, version = '5.2.0') =>
+      buildMatrix(definition, { targets: MATRIX_TARGETS.join(','), sizes: 'all', version }, { runId }).map((plan) => ({
         ...plan,
         provision: [],
         // The sshd logs in as the current user; Azure keeps the plan's admin user (it refuses root) and is sent to the sshd's.
