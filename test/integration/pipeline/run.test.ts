@@ -71,7 +71,7 @@ async function run(plans: Plan[], misbehave: Record<string, Partial<Record<Pipel
 describe('a run of several builds', () => {
   it('goes on with the others when one fails, and says so in progress lines, the summary and the manifest', async () => {
     const plans = await threePlans();
-    const [xs, s, m] = plans.map((p) => p.buildId);
+    const [xs, s, m] = plans.map((p) => p.buildId) as [string, string, string];
     const { result, drivers, out, manifest } = await run(plans, { S: { launch: 'fail' } });
     expect(result.results.map((r) => [r.buildId, r.status])).toEqual([
       [xs, 'succeeded'],
@@ -97,7 +97,7 @@ describe('a run of several builds', () => {
 
   it('with fail-fast, interrupts the running builds, starts no more, and reports those it never started', async () => {
     const plans = await threePlans();
-    const [xs, s, m] = plans.map((p) => p.buildId);
+    const [xs, s, m] = plans.map((p) => p.buildId) as [string, string, string];
     const { result, drivers, manifest } = await run(plans, { XS: { prepare: 'fail' }, S: { launch: 'hang' } }, { failFast: true, concurrency: 2 });
     expect(result.results.map((r) => [r.buildId, r.status, r.error?.message])).toEqual([
       [xs, 'failed', 'prepare failed on purpose'],

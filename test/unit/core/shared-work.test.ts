@@ -46,12 +46,12 @@ describe('shared work', () => {
 
 describe('group commit', () => {
   it('shares writes between the changes made while one is in flight, and resolves each after a write that began later', async () => {
-    const writes: { done: ReturnType<typeof deferred> }[] = [];
+    const writes: { done: ReturnType<typeof deferred<void>> }[] = [];
     let changes = 0;
     const seen: number[] = [];
     const commit = new GroupCommit(() => {
       seen.push(changes);
-      const done = deferred();
+      const done = deferred<void>();
       writes.push({ done });
       return done.promise;
     });
@@ -66,12 +66,12 @@ describe('group commit', () => {
     });
     await new Promise((r) => setImmediate(r));
     expect(writes).toHaveLength(1);
-    writes[0]?.done.resolve();
+    writes[0]?.done.resolve(undefined);
     await first;
     await new Promise((r) => setImmediate(r));
     expect(resolved).toEqual([]);
     expect(writes).toHaveLength(2);
-    writes[1]?.done.resolve();
+    writes[1]?.done.resolve(undefined);
     await Promise.all(later);
     expect(resolved).toEqual([2, 3, 4]);
     expect(seen).toEqual([1, 4]);

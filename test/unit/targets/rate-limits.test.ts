@@ -3,9 +3,9 @@ import { parseApiRates } from '../../../src/cli/options.js';
 import { ec2CallKind } from '../../../src/targets/aws/rate-limit.js';
 import { armCallKind } from '../../../src/targets/azure/rate-limit.js';
 import { gceCallKind, regionOf } from '../../../src/targets/gcp/rate-limit.js';
-import { DEFAULT_API_RATES, RateLimits } from '../../../src/targets/rate-limits.js';
+import { DEFAULT_API_RATES, RateLimits, type LimiterKey } from '../../../src/targets/rate-limits.js';
 
-const aws = { target: 'aws', account: '123456789012', region: 'us-west-2' } as const;
+const aws: LimiterKey = { target: 'aws', account: '123456789012', region: 'us-west-2' };
 
 describe('rate limits', () => {
   beforeEach(() => {
@@ -16,7 +16,7 @@ describe('rate limits', () => {
   });
 
   /** Starts `n` calls of `kind` at once; returns the times (fake ms) at which each one ran. */
-  function burst(limits: RateLimits, kind: 'read' | 'write', n: number, key = aws): number[] {
+  function burst(limits: RateLimits, kind: 'read' | 'write', n: number, key: LimiterKey = aws): number[] {
     const ran: number[] = [];
     for (let i = 0; i < n; i++) void limits.for(key).schedule(kind, async () => ran.push(Date.now()));
     return ran;
