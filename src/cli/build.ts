@@ -34,6 +34,7 @@ interface BuildFlags {
   localNetwork: string;
   localForward: string[];
   apiRate: string[];
+  publish: boolean;
 }
 
 export function registerBuild(program: Command, out: Output): void {
@@ -49,6 +50,7 @@ export function registerBuild(program: Command, out: Output): void {
     .option('--on-error <mode>', 'cleanup (delete everything) or abort (keep it for debugging)', 'cleanup')
     .option('--concurrency <n>', 'builds running at once', '4')
     .option('--fail-fast', 'stop the other builds when one fails')
+    .option('--no-publish', 'build and capture only: no region copies, sharing, family or gallery version (nightly test builds)')
     .option('--run-id <id>', 'run id to use (default: a new one); CI shards of one release share it')
     .option('--resume <run id>', 'continue a run from the first step each build has not completed')
     .option('-o, --output-dir <dir>', 'where the local target writes images', 'kiln-out')
@@ -75,7 +77,7 @@ async function build(path: string, flags: BuildFlags, out: Output): Promise<numb
     throw new InputError({ field: '--run-id', message: `conflicts with --resume ${flags.resume}: give one of them` });
   }
   const runId = flags.resume ?? flags.runId ?? newRunId();
-  const plans = buildMatrix(loaded, { targets: flags.target, sizes: flags.size, version: flags.version, shard: flags.shard }, { runId, mirrors: collectMirrors(flags.mirror) });
+  const plans = buildMatrix(loaded, { targets: flags.target, sizes: flags.size, version: flags.version, shard: flags.shard }, { runId, mirrors: collectMirrors(flags.mirror), publish: flags.publish });
   if (plans.length === 0) {
     out.line(`shard ${flags.shard ?? ''} of this matrix is empty: nothing to build`);
     return 0;
@@ -85,7 +87,7 @@ async function build(path: string, flags: BuildFlags, out: Output): Promise<numb
   const driverOf = await driversFor(plans.map((p) => p.target), { local, rateLimits });
   const driverFor = (plan: Plan) => driverOf(plan.target);
 
-  out.line(`run ${runId}: ${plans.length} build(s) of ${loaded.definition.name} ${flags.version}; state in ${stateDir()}/runs/${runId}`);
+  out.line(`run ${runId}: ${plans.length} build(s) of ${loaded.definition.name} ${flags.version}${flags.publish ? '' : ' (not published: private images in the build region only)'}; state in ${stateDir()}/runs/${runId}`);
   const progress = createProgress(plans.map((p) => p.buildId), out, flags.verbose ?? false);
   const interrupt = onInterrupt({
     first: () => out.error('interrupted: undoing what the builds created (Ctrl-C again to stop waiting)'),
