@@ -9,7 +9,8 @@ import { newRunId } from '../pipeline/run-id.js';
 import { runBuilds } from '../pipeline/run.js';
 import { stateDir } from '../pipeline/state-dir.js';
 import { driversFor } from '../targets/drivers.js';
-import { collectMirrors, localForwardOption, mirrorOption, parseLocalForward, parseLocalNetwork } from './options.js';
+import { RateLimits } from '../targets/rate-limits.js';
+import { apiRateOption, collectMirrors, localForwardOption, mirrorOption, parseApiRates, parseLocalForward, parseLocalNetwork } from './options.js';
 import { CommandExit } from './exit.js';
 import type { Output } from './output.js';
 import { createProgress } from './progress.js';
@@ -33,6 +34,8 @@ interface BuildFlags {
   localNetwork: string;
   localForward: string[];
   validate?: boolean;
+  apiRate: string[];
+  publish: boolean;
 }
 
 export function registerBuild(program: Command, out: Output): void {
@@ -48,11 +51,13 @@ export function registerBuild(program: Command, out: Output): void {
     .option('--on-error <mode>', 'cleanup (delete everything) or abort (keep it for debugging)', 'cleanup')
     .option('--concurrency <n>', 'builds running at once', '4')
     .option('--fail-fast', 'stop the other builds when one fails')
+    .option('--no-publish', 'build and capture only: no region copies, sharing, family or gallery version (nightly test builds)')
     .option('--run-id <id>', 'run id to use (default: a new one); CI shards of one release share it')
     .option('--resume <run id>', 'continue a run from the first step each build has not completed')
     .option('-o, --output-dir <dir>', 'where the local target writes images', 'kiln-out')
     .option('--local-network <mode>', 'local target: open (the VM reaches the network through NAT) or restricted (only --local-forward)', 'open')
     .option(...localForwardOption)
+    .option(...apiRateOption)
     .option('--validate', 'boot an instance from each image and run the checks before publishing; a failing image is never published')
     .option('--manifest <path>', 'where to write the run manifest', 'kiln-manifest.json')
     .option('-v, --verbose', 'stream every build\'s output (always in its log file)')
@@ -68,22 +73,23 @@ async function build(path: string, flags: BuildFlags, out: Output): Promise<numb
   }
   const concurrency = Number(flags.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new InputError({ field: '--concurrency', message: `expected a whole number >= 1, found ${JSON.stringify(flags.concurrency)}` });
+  const rateLimits = new RateLimits(parseApiRates(flags.apiRate));
   const loaded = await loadDefinition(path);
   if (flags.resume && flags.runId && flags.resume !== flags.runId) {
     throw new InputError({ field: '--run-id', message: `conflicts with --resume ${flags.resume}: give one of them` });
   }
   const runId = flags.resume ?? flags.runId ?? newRunId();
-  const plans = buildMatrix(loaded, { targets: flags.target, sizes: flags.size, version: flags.version, shard: flags.shard }, { runId, mirrors: collectMirrors(flags.mirror) });
+  const plans = buildMatrix(loaded, { targets: flags.target, sizes: flags.size, version: flags.version, shard: flags.shard }, { runId, mirrors: collectMirrors(flags.mirror), publish: flags.publish });
   if (plans.length === 0) {
     out.line(`shard ${flags.shard ?? ''} of this matrix is empty: nothing to build`);
     return 0;
   }
 
   const local = { outputDir: flags.outputDir, definitionDir: dirname(path), network: parseLocalNetwork(flags.localNetwork), guestForwards: flags.localForward.map(parseLocalForward) };
-  const driverOf = await driversFor(plans.map((p) => p.target), { local });
+  const driverOf = await driversFor(plans.map((p) => p.target), { local, rateLimits });
   const driverFor = (plan: Plan) => driverOf(plan.target);
 
-  out.line(`run ${runId}: ${plans.length} build(s) of ${loaded.definition.name} ${flags.version}; state in ${stateDir()}/runs/${runId}`);
+  out.line(`run ${runId}: ${plans.length} build(s) of ${loaded.definition.name} ${flags.version}${flags.publish ? '' : ' (not published: private images in the build region only)'}; state in ${stateDir()}/runs/${runId}`);
   const progress = createProgress(plans.map((p) => p.buildId), out, flags.verbose ?? false);
   const interrupt = onInterrupt({
     first: () => out.error('interrupted: undoing what the builds created (Ctrl-C again to stop waiting)'),
@@ -105,8 +111,8 @@ async function build(path: string, flags: BuildFlags, out: Output): Promise<numb
       onBuildDone: (r) => progress.buildDone(r),
     });
     await progress.finish();
-    printSummary(run.results, flags.manifest, out);
-    return run.results.every((r) => r.status === 'succeeded') && run.results.length === plans.length ? 0 : EXIT_BUILD_FAILED;
+    printSummary(run, flags.manifest, out);
+    return run.results.every((r) => r.status === 'succeeded') ? 0 : EXIT_BUILD_FAILED;
   } finally {
     interrupt.dispose();
   }

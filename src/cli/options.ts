@@ -1,6 +1,7 @@
 /** Options shared by several commands, and their parsing into plain values. */
 import { InputError } from '../core/errors.js';
 import type { GuestForward } from '../targets/local/qemu-args.js';
+import { API_CALL_KINDS, DEFAULT_API_RATES, RATE_LIMITED_TARGETS, type ApiCallKind, type ApiRateOverrides, type RateLimitedTarget } from '../targets/rate-limits.js';
 
 const MIRROR_KINDS = ['k3s', 'helm', 'charts'] as const;
 
@@ -42,4 +43,30 @@ export function parseLocalForward(value: string): GuestForward {
 export function parseLocalNetwork(value: string): 'open' | 'restricted' {
   if (value === 'open' || value === 'restricted') return value;
   throw new InputError({ field: '--local-network', message: `expected open or restricted, found ${JSON.stringify(value)}` });
+}
+
+export const apiRateOption = [
+  '--api-rate <target[.kind]=n>',
+  `cloud API requests per second per account and region, over the documented defaults (${RATE_LIMITED_TARGETS.map((t) => `${t} ${DEFAULT_API_RATES[t].read}/${DEFAULT_API_RATES[t].write}`).join(', ')} read/write), e.g. aws.write=10 or gcp=50; repeatable`,
+  (value: string, previous: string[]) => [...previous, value],
+  [] as string[],
+] as const;
+
+export function parseApiRates(values: string[]): ApiRateOverrides {
+  const overrides: ApiRateOverrides = {};
+  for (const value of values) {
+    const match = /^([a-z]+)(?:\.([a-z]+))?=([0-9]*\.?[0-9]+)$/.exec(value.trim());
+    const target = match?.[1] as RateLimitedTarget | undefined;
+    const kind = match?.[2] as ApiCallKind | undefined;
+    const rate = Number(match?.[3]);
+    if (!match || !target || !RATE_LIMITED_TARGETS.includes(target) || (kind && !API_CALL_KINDS.includes(kind)) || !(rate > 0)) {
+      throw new InputError({
+        field: '--api-rate',
+        message: `expected TARGET=n or TARGET.KIND=n with TARGET one of ${RATE_LIMITED_TARGETS.join(', ')}, KIND read or write and n > 0 requests per second, found ${JSON.stringify(value)}`,
+      });
+    }
+    const rates = (overrides[target] ??= {});
+    for (const k of kind ? [kind] : API_CALL_KINDS) rates[k] = rate;
+  }
+  return overrides;
 }

@@ -16,10 +16,11 @@ export function registerPlan(program: Command, out: Output): void {
     .requiredOption('-V, --version <version>', 'product version, e.g. 5.2.0')
     .option('--run-id <id>', 'run id to plan with (default: a new one)')
     .option(...mirrorOption)
+    .option('--no-publish', 'plan a build that is not published (see kiln build --no-publish)')
     .option('--json', 'print the plan as JSON')
-    .action(async (path: string, opts: { target: string; size: string; version: string; runId?: string; mirror: string[]; json?: boolean }) => {
+    .action(async (path: string, opts: { target: string; size: string; version: string; runId?: string; mirror: string[]; publish: boolean; json?: boolean }) => {
       const loaded = await loadDefinition(path);
-      const plan = resolve(loaded, opts.target, opts.size, opts.version, { runId: opts.runId ?? newRunId(), mirrors: collectMirrors(opts.mirror) });
+      const plan = resolve(loaded, opts.target, opts.size, opts.version, { runId: opts.runId ?? newRunId(), mirrors: collectMirrors(opts.mirror), publish: opts.publish });
       if (opts.json) out.line(JSON.stringify(plan, null, 2));
       else renderPlan(plan, out);
     });

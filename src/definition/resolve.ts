@@ -21,10 +21,12 @@ export interface ResolveOptions {
   runId: string;
   /** Artifact mirrors replacing the definition's sources (`--mirror k3s=URL`). */
   mirrors?: Partial<Record<'k3s' | 'helm' | 'charts', string>>;
+  /** false (`--no-publish`): build and capture only, see `unpublished`. */
+  publish?: boolean;
 }
 
 export function resolve(loaded: LoadedDefinition, target: string, size: string, version: string, options: ResolveOptions): Plan {
-  const { definition } = loaded;
+  const definition = options.publish === false ? unpublished(loaded.definition) : loaded.definition;
   const targetName = parseTarget(target);
   const sizeName = parseSize(size);
   checkVersion(version);
@@ -65,6 +67,25 @@ export function resolve(loaded: LoadedDefinition, target: string, size: string, 
     provision: provisionSteps({ definition, target: targetName, version, software, dataDisk: targetResult.disks.data, sshUser: targetResult.sshUser, localPath }),
     checks: plannedChecks(definition, version),
     steps: pipelineSteps(targetResult.steps),
+  };
+}
+
+/**
+ * The definition without its publishing: no region copies or launch permissions (AWS), no family,
+ * IAM bindings or deprecation (GCE: a test image never becomes the head of the family customers
+ * use), a managed image but no gallery version (Azure: versions are never replaced, so a test build
+ * would block the release of that version). The images stay private, in the build's region.
+ */
+export function unpublished(def: Definition): Definition {
+  const { aws, gcp, azure, local } = def.publish;
+  return {
+    ...def,
+    publish: {
+      ...(aws ? { aws: { regions: [], launchPermissions: { public: false, accounts: [] } } } : {}),
+      ...(gcp ? { gcp: { storageLocations: gcp.storageLocations, iam: [], deprecatePrevious: false } } : {}),
+      ...(azure ? { azure: { managedImage: true } } : {}),
+      ...(local ? { local } : {}),
+    },
   };
 }
 

@@ -1,6 +1,6 @@
 /**
- * A build's log: every line goes to the build's log file with a timestamp, and to the progress view.
- * Registered secrets are replaced by *** before a line goes anywhere.
+ * A build's log: every line goes to the build's log file with a timestamp, and to the progress view
+ * (`record` writes to the file only). Registered secrets are replaced by *** before a line goes anywhere.
  */
 import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
 import { dirname } from 'node:path';
@@ -31,6 +31,11 @@ export class BuildLog {
     this.file?.write(`${new Date().toISOString()} ${clean}\n`);
     this.sink(clean);
   };
+
+  /** A line for the log file only (step boundaries the progress view shows in its own way). */
+  record(text: string): void {
+    this.file?.write(`${new Date().toISOString()} ${this.redact(text)}\n`);
+  }
 
   redact(text: string): string {
     let out = text;

@@ -71,6 +71,9 @@ export interface BuildResult {
   sourceImage?: string;
   /** The checks of the validation instance (with `validate`). */
   validation?: CheckResult[];
+  /** When the build started and ended (cleanup included), ISO 8601; absent for a build never started. */
+  startedAt?: string;
+  finishedAt?: string;
 }
 
 export async function runBuild(options: BuildOptions): Promise<BuildResult> {
@@ -80,7 +83,7 @@ export async function runBuild(options: BuildOptions): Promise<BuildResult> {
   const log = new BuildLog(buildPaths.log, (line) => emit({ type: 'output', buildId: plan.buildId, line }));
   const state = await BuildState.open(buildPaths.state, plan.buildId);
   const ctx: BuildContext = { plan, resources: new ResourceRecorder(ledger, plan), state, paths: buildPaths, log, signal: options.signal };
-  const result: BuildResult = { buildId: plan.buildId, plan, status: 'succeeded', artifacts: [], timingsMs: {}, leftovers: [] };
+  const result: BuildResult = { buildId: plan.buildId, plan, status: 'succeeded', artifacts: [], timingsMs: {}, leftovers: [], startedAt: new Date().toISOString() };
   let session: SshSession | undefined;
   let current: PipelineStepName | undefined;
 
@@ -120,15 +123,18 @@ export async function runBuild(options: BuildOptions): Promise<BuildResult> {
       // A resumed build reconnects even when connect completed before: the old session is gone.
       const skip = options.resume && state.completed.includes(step) && !(step === 'connect' && !state.completed.includes('provision'));
       if (skip) {
+        log.record(`step ${step}: done before, skipped`);
         emit({ type: 'step', buildId: plan.buildId, step, status: 'skipped' });
         continue;
       }
       current = step;
+      log.record(`step ${step}: started`);
       emit({ type: 'step', buildId: plan.buildId, step, status: 'started' });
       const started = Date.now();
       const produced = await withDeadline((c) => steps[step](c), step, stepTimeout(options, step), ctx, (p) => (abandoned = p));
       result.timingsMs[step] = Date.now() - started;
       await state.complete(step, produced ?? []);
+      log.record(`step ${step}: done in ${formatDuration(result.timingsMs[step])}`);
       emit({ type: 'step', buildId: plan.buildId, step, status: 'done' });
     }
     current = undefined;
@@ -156,6 +162,8 @@ export async function runBuild(options: BuildOptions): Promise<BuildResult> {
     }
   } finally {
     session?.close();
+    result.finishedAt = new Date().toISOString();
+    log.record(`build ${plan.buildId}: ${result.status}`);
     await log.close();
   }
   return result;

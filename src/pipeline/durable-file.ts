@@ -32,3 +32,30 @@ export async function readJsonIfExists<T>(path: string): Promise<T | undefined> 
     throw err;
   }
 }
+
+/**
+ * Group commit for a file that many callers change: each caller changes the data in memory, then
+ * awaits `commit()`, which resolves once a write that started after that call has finished. Calls
+ * made while a write is in flight share the next write, so fifteen builds changing the ledger or
+ * the manifest at once cost two writes, not fifteen, and none waits behind the others' fsyncs.
+ */
+export class GroupCommit {
+  private inFlight: Promise<void> = Promise.resolve();
+  private next: Promise<void> | undefined;
+
+  constructor(private readonly write: () => Promise<void>) {}
+
+  commit(): Promise<void> {
+    if (this.next) return this.next;
+    const next = this.inFlight
+      .catch(() => undefined)
+      .then(() => {
+        // From here on, a change needs another write: this one may have serialized the data already.
+        this.next = undefined;
+        return this.write();
+      });
+    this.next = next;
+    this.inFlight = next;
+    return next;
+  }
+}

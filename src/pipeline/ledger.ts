@@ -6,7 +6,7 @@
  * Every change is on disk (atomic write + fsync) before kiln goes on.
  */
 import type { TargetName } from '../definition/schema.js';
-import { readJsonIfExists, writeJsonDurably } from './durable-file.js';
+import { GroupCommit, readJsonIfExists, writeJsonDurably } from './durable-file.js';
 
 export const LEDGER_FORMAT = 1;
 
@@ -46,12 +46,15 @@ interface LedgerFile {
 export type NewEntry = Omit<LedgerEntry, 'seq' | 'createdAt' | 'id'> & { id?: string };
 
 export class Ledger {
+  /** Concurrent builds of one run share the ledger: their changes share writes. */
+  private readonly file: GroupCommit;
+
   private constructor(
     readonly path: string,
     private data: LedgerFile,
-    /** Serialises writes: concurrent builds of one run share the ledger. */
-    private queue: Promise<void> = Promise.resolve(),
-  ) {}
+  ) {
+    this.file = new GroupCommit(() => writeJsonDurably(this.path, this.data));
+  }
 
   static async open(path: string, runId: string): Promise<Ledger> {
     const existing = await readJsonIfExists<LedgerFile>(path);
@@ -98,16 +101,10 @@ export class Ledger {
     return entry;
   }
 
+  /** Changes the entries in memory, then resolves once the file on disk has the change. */
   private async change<T>(mutate: () => T): Promise<T> {
-    const run = this.queue.then(async () => {
-      const result = mutate();
-      await writeJsonDurably(this.path, this.data);
-      return result;
-    });
-    this.queue = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run;
+    const result = mutate();
+    await this.file.commit();
+    return result;
   }
 }

@@ -7,7 +7,7 @@ import type { PipelineStepName } from '../definition/plan.js';
 import type { SizeName, TargetName } from '../definition/schema.js';
 import type { Artifact } from '../targets/target.js';
 import type { BuildResult } from './build.js';
-import { writeJsonDurably } from './durable-file.js';
+import { GroupCommit, writeJsonDurably } from './durable-file.js';
 
 export const MANIFEST_VERSION = 1;
 
@@ -34,6 +34,9 @@ export interface ManifestBuild {
   charts: { release: string; chart: string; version: string }[];
   artifacts: Artifact[];
   timingsMs: Partial<Record<PipelineStepName, number>>;
+  /** When the build started and ended (its cleanup included); absent until it does. */
+  startedAt?: string;
+  finishedAt?: string;
   /** Resources left behind (on-error abort or failed deletes), for `kiln cleanup --run`. */
   leftovers: { kind: string; id?: string; name: string; region?: string }[];
   /** With `--validate`: the checks an instance booted from the image passed or failed. */
@@ -55,6 +58,8 @@ export function manifestEntry(result: BuildResult): ManifestBuild {
     charts: plan.software.charts.map((c) => ({ release: c.release, chart: c.chart, version: c.version })),
     artifacts: result.artifacts,
     timingsMs: result.timingsMs,
+    ...(result.startedAt ? { startedAt: result.startedAt } : {}),
+    ...(result.finishedAt ? { finishedAt: result.finishedAt } : {}),
     leftovers: result.leftovers.map((e) => ({ kind: e.kind, name: e.name, ...(e.id ? { id: e.id } : {}), ...(e.region ? { region: e.region } : {}) })),
     ...(result.validation ? { validation: { passed: result.validation.every((c) => c.passed), checks: result.validation.map((c) => ({ name: c.name, passed: c.passed, output: c.actual })) } } : {}),
   };
@@ -62,24 +67,29 @@ export function manifestEntry(result: BuildResult): ManifestBuild {
 
 /** Keeps the manifest of a run current on disk; builds report in any order, concurrently. */
 export class ManifestWriter {
-  private queue: Promise<void> = Promise.resolve();
+  private readonly file: GroupCommit;
 
   constructor(
     private readonly paths: string[],
     private readonly manifest: Manifest,
-  ) {}
+  ) {
+    this.file = new GroupCommit(async () => {
+      await Promise.all(this.paths.map((p) => writeJsonDurably(p, this.manifest, 0o644)));
+    });
+  }
 
   get current(): Manifest {
     return this.manifest;
   }
 
-  async update(entry: ManifestBuild): Promise<void> {
-    const index = this.manifest.builds.findIndex((b) => b.buildId === entry.buildId);
-    if (index >= 0) this.manifest.builds[index] = entry;
-    else this.manifest.builds.push(entry);
+  /** Adds or replaces a build's entry; resolves once the manifest on disk has it. */
+  async update(...entries: ManifestBuild[]): Promise<void> {
+    for (const entry of entries) {
+      const index = this.manifest.builds.findIndex((b) => b.buildId === entry.buildId);
+      if (index >= 0) this.manifest.builds[index] = entry;
+      else this.manifest.builds.push(entry);
+    }
     this.manifest.updatedAt = new Date().toISOString();
-    const write = this.queue.then(() => Promise.all(this.paths.map((p) => writeJsonDurably(p, this.manifest, 0o644)))).then(() => undefined);
-    this.queue = write.catch(() => undefined);
-    await write;
+    await this.file.commit();
   }
 }

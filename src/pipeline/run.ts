@@ -1,8 +1,11 @@
 /**
  * A run: many builds (targets x sizes) of one definition and version, with bounded concurrency, one
- * ledger and one manifest. One failing build does not stop the others unless failFast.
+ * ledger and one manifest. One failing build does not stop the others unless failFast, which
+ * interrupts the running builds (they undo what they made) and starts no more. Builds that never
+ * started are reported as interrupted, so the results and the manifest always cover every plan.
  */
 import { hostname } from 'node:os';
+import { asKilnError, KilnError } from '../core/errors.js';
 import type { Plan } from '../definition/plan.js';
 import type { TargetDriver } from '../targets/target.js';
 import { runBuild, type BuildResult, type OnError, type ProgressEvent } from './build.js';
@@ -23,6 +26,8 @@ export interface RunOptions {
   validate?: boolean;
   /** Extra copy of the manifest, e.g. ./kiln-manifest.json. */
   manifestPath?: string;
+  /** Per-step deadlines for every build (tests shorten them). */
+  stepTimeoutsMs?: Parameters<typeof runBuild>[0]['stepTimeoutsMs'];
   onProgress?: (event: ProgressEvent) => void;
   onBuildDone?: (result: BuildResult) => void;
 }
@@ -30,7 +35,12 @@ export interface RunOptions {
 export interface RunResult {
   runId: string;
   paths: RunPaths;
+  /** One per plan, in the plans' order. */
   results: BuildResult[];
+  startedAt: string;
+  finishedAt: string;
+  /** Wall time of the whole run. */
+  durationMs: number;
 }
 
 /** Who owns a run: `kiln cleanup --sweep` leaves runs whose owner process is alive alone. */
@@ -43,6 +53,7 @@ export interface RunOwner {
 export async function runBuilds(options: RunOptions): Promise<RunResult> {
   const first = options.plans[0];
   if (!first) throw new Error('a run needs at least one plan');
+  const started = Date.now();
   const { paths, ledger, startedAt } = await openRun(first.runId, options.stateDir);
   const manifest = new ManifestWriter([paths.manifest, ...(options.manifestPath ? [options.manifestPath] : [])], {
     manifestVersion: MANIFEST_VERSION,
@@ -53,25 +64,61 @@ export async function runBuilds(options: RunOptions): Promise<RunResult> {
     updatedAt: startedAt,
     builds: [],
   });
-  for (const plan of options.plans) await manifest.update(pendingEntry(plan));
+  await manifest.update(...options.plans.map(pendingEntry));
 
   const failFast = new AbortController();
   const signal = AbortSignal.any([options.signal, failFast.signal]);
-  const results: BuildResult[] = [];
+  const results = new Map<string, BuildResult>();
+  const finish = async (result: BuildResult) => {
+    results.set(result.buildId, result);
+    await manifest.update(manifestEntry(result));
+    options.onBuildDone?.(result);
+  };
   const queue = [...options.plans];
   const worker = async () => {
-    for (let plan = queue.shift(); plan; plan = queue.shift()) {
-      if (signal.aborted) break;
-      await manifest.update({ ...pendingEntry(plan), status: 'running' });
-      const result = await runBuild({ plan, driver: options.driverFor(plan), ledger, paths, onError: options.onError, signal, resume: options.resume, validate: options.validate, onProgress: options.onProgress });
-      results.push(result);
-      await manifest.update(manifestEntry(result));
-      options.onBuildDone?.(result);
-      if (result.status === 'failed' && options.failFast) failFast.abort(new Error(`--fail-fast: ${result.buildId} failed`));
+    for (let plan = queue.shift(); plan && !signal.aborted; plan = queue.shift()) {
+      await manifest.update({ ...pendingEntry(plan), status: 'running', startedAt: new Date().toISOString() });
+      const result = await buildOne(plan, options, { ledger, paths, signal });
+      await finish(result);
+      if (result.status === 'failed' && options.failFast && !failFast.signal.aborted) {
+        failFast.abort(new KilnError('INTERRUPTED', `--fail-fast: ${result.buildId} failed`));
+      }
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, options.plans.length)) }, worker));
-  return { runId: first.runId, paths, results };
+
+  // Whatever the workers did not start (an interrupt, --fail-fast) is reported, never left pending.
+  const why = failFast.signal.aborted ? (failFast.signal.reason as Error).message : 'the run was interrupted';
+  for (const plan of options.plans) if (!results.has(plan.buildId)) await finish(notStarted(plan, why));
+  const finished = Date.now();
+  return {
+    runId: first.runId,
+    paths,
+    results: options.plans.map((p) => results.get(p.buildId) as BuildResult),
+    startedAt,
+    finishedAt: new Date(finished).toISOString(),
+    durationMs: finished - started,
+  };
+}
+
+/** One build; a failure before its pipeline could even start (its state folder) is its result too. */
+async function buildOne(plan: Plan, options: RunOptions, run: { ledger: Ledger; paths: RunPaths; signal: AbortSignal }): Promise<BuildResult> {
+  try {
+    return await runBuild({
+      plan,
+      driver: options.driverFor(plan),
+      ledger: run.ledger,
+      paths: run.paths,
+      onError: options.onError,
+      signal: run.signal,
+      resume: options.resume,
+      validate: options.validate,
+      stepTimeoutsMs: options.stepTimeoutsMs,
+      onProgress: options.onProgress,
+    });
+  } catch (err) {
+    return { buildId: plan.buildId, plan, status: 'failed', error: asKilnError(err), artifacts: [], timingsMs: {}, leftovers: run.ledger.entries({ build: plan.buildId }) };
+  }
 }
 
 /** A run's state directory and ledger, with this process recorded as the run's live owner. */
@@ -81,6 +128,18 @@ export async function openRun(runId: string, stateDir: string): Promise<{ paths:
   const startedAt = new Date().toISOString();
   await writeJsonDurably(paths.owner, { pid: process.pid, host: hostname(), startedAt } satisfies RunOwner);
   return { paths, ledger, startedAt };
+}
+
+function notStarted(plan: Plan, why: string): BuildResult {
+  return {
+    buildId: plan.buildId,
+    plan,
+    status: 'interrupted',
+    error: new KilnError('INTERRUPTED', `not started: ${why}`),
+    artifacts: [],
+    timingsMs: {},
+    leftovers: [],
+  };
 }
 
 function pendingEntry(plan: Plan): ManifestBuild {

@@ -51,6 +51,8 @@ export const manifestBuildSchema = z.object({
   charts: z.array(z.object({ release: text, chart: text, version: text })),
   artifacts: z.array(artifactSchema),
   timingsMs: z.record(z.string(), z.number().nonnegative()),
+  startedAt: timestamp.optional(),
+  finishedAt: timestamp.optional(),
   leftovers: z.array(z.object({ kind: text, id: text.optional(), name: z.string(), region: text.optional() })),
   validation: z.object({ passed: z.boolean(), checks: z.array(z.object({ name: text, passed: z.boolean(), output: z.string() })) }).optional(),
 });

@@ -2,14 +2,18 @@
  * EC2 clients, one per region (the SigV4 scope names the region, so a region's calls go through its
  * own client), built from the SDK's default chains: credentials, region and the endpoint override
  * `AWS_ENDPOINT_URL_EC2` all come from the environment/config files unless the driver options say
- * otherwise (tests pass the fake's endpoint and static credentials). Throttling and 5xx answers are
- * retried by the SDK (adaptive mode: backoff plus client-side rate limiting); what the SDK cannot
- * know, a resource not yet visible right after its create call, is retried here within a window.
+ * otherwise (tests pass the fake's endpoint and static credentials). Every attempt first waits for
+ * its turn in the run's limiter of the account and region (rate-limit.ts). Throttling and 5xx
+ * answers are retried by the SDK (adaptive mode: backoff plus client-side rate limiting); what the
+ * SDK cannot know, a resource not yet visible right after its create call, is retried here within a
+ * window.
  */
 import { EC2Client, type EC2ClientConfig } from '@aws-sdk/client-ec2';
 import { KilnError } from '../../core/errors.js';
 import { done, notYet, waitFor } from '../../core/wait.js';
+import { RateLimits } from '../rate-limits.js';
 import { cloudError, isNotFound, type Ec2Context } from './errors.js';
+import { limitEc2Client } from './rate-limit.js';
 
 /** The SDK's retry settings kiln uses unless the options override them. */
 export const DEFAULT_CLIENT_CONFIG: Partial<EC2ClientConfig> = { retryMode: 'adaptive', maxAttempts: 10 };
@@ -41,12 +45,15 @@ export class Ec2Api {
   constructor(
     private readonly config: Partial<EC2ClientConfig> = {},
     readonly timing: Ec2Timing = DEFAULT_TIMING,
+    /** The run's limiters: every request waits for its account and region's turn. */
+    private readonly limits: RateLimits = new RateLimits(),
   ) {}
 
   client(region: string): EC2Client {
     let client = this.clients.get(region);
     if (!client) {
       client = new EC2Client({ ...DEFAULT_CLIENT_CONFIG, ...this.config, region });
+      limitEc2Client(client, this.limits, region);
       this.clients.set(region, client);
     }
     return client;

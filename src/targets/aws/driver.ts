@@ -14,6 +14,7 @@ import type { AwsTargetPlan } from '../../definition/plan.js';
 import type { BuildContext } from '../../pipeline/context.js';
 import type { LedgerEntry } from '../../pipeline/ledger.js';
 import { generateKeyPair } from '../../ssh/index.js';
+import type { RateLimits } from '../rate-limits.js';
 import type { Artifact, DestroyOptions, SshAccess, TaggedResource, TargetDriver } from '../target.js';
 import { allowSsh, buildVpc, createSecurityGroup, importKeyPair } from './access.js';
 import { lookupPublicAddress, sshSource, type BuilderAddressLookup } from '../builder-address.js';
@@ -63,6 +64,8 @@ export interface AwsDriverOptions {
   timeouts?: Partial<AwsTimeouts>;
   /** Test only: where SSH really is (default: the instance's public IP, port 22). */
   sshEndpoint?: { host?: string; port?: number };
+  /** The run's API rate limiters, shared with the other builds (default: the driver's own). */
+  rateLimits?: RateLimits;
 }
 
 const DATA_DEVICE = '/dev/sdf';
@@ -234,7 +237,7 @@ export class AwsDriver implements TargetDriver {
   }
 
   private api(): Ec2Api {
-    this.ec2 ??= new Ec2Api(this.options.clientConfig, { ...DEFAULT_TIMING, ...this.options.timing });
+    this.ec2 ??= new Ec2Api(this.options.clientConfig, { ...DEFAULT_TIMING, ...this.options.timing }, this.options.rateLimits);
     return this.ec2;
   }
 }

@@ -2,7 +2,8 @@
  * The three ARM clients for one subscription, with their options in one place: the credential
  * (DefaultAzureCredential unless one is injected), an endpoint override (KILN_AZURE_ENDPOINT, for
  * sovereign clouds, Azure Stack or a fake), bounded retries (the SDKs' retry policy retries 429 and
- * 5xx, honouring Retry-After) and the poll interval every long-running operation uses.
+ * 5xx, honouring Retry-After), the run's rate limiter (a pipeline policy, see rate-limit.ts) and the
+ * poll interval every long-running operation uses.
  */
 import type { Agent } from 'node:https';
 import { ComputeManagementClient, type ComputeManagementClientOptionalParams } from '@azure/arm-compute';
@@ -10,6 +11,8 @@ import { NetworkManagementClient, type NetworkManagementClientOptionalParams } f
 import { ResourceManagementClient, type ResourceManagementClientOptionalParams } from '@azure/arm-resources';
 import type { TokenCredential } from '@azure/identity';
 import { KilnError } from '../../core/errors.js';
+import { RateLimits } from '../rate-limits.js';
+import { rateLimitPolicy } from './rate-limit.js';
 
 /** What every SDK call may carry: the poll interval for LROs and the abort signal. */
 export interface CallOptions {
@@ -38,6 +41,8 @@ export interface AzureConnectionOptions {
   pollIntervalMs?: number;
   /** Subscription when neither the plan nor a ledger entry names one; default $AZURE_SUBSCRIPTION_ID. */
   subscriptionId?: string;
+  /** The run's API rate limiters, shared with the other builds (default: the pool's own). */
+  rateLimits?: RateLimits;
 }
 
 export interface AzureClients {
@@ -68,8 +73,11 @@ export function subscriptionFromEnv(env: NodeJS.ProcessEnv = process.env): strin
 export class AzureClientPool {
   private credential: Promise<TokenCredential> | undefined;
   private readonly bySubscription = new Map<string, AzureClients>();
+  private readonly limits: RateLimits;
 
-  constructor(private readonly options: AzureConnectionOptions = {}) {}
+  constructor(private readonly options: AzureConnectionOptions = {}) {
+    this.limits = options.rateLimits ?? new RateLimits();
+  }
 
   /** The subscription to use: the one given, else the driver's option, else the environment. */
   subscriptionFor(given?: string): string {
@@ -95,6 +103,7 @@ export class AzureClientPool {
       ...endpointFromEnv(),
       ...this.options.clientOptions,
       retryOptions: { ...DEFAULT_RETRY, ...this.options.clientOptions?.retryOptions },
+      additionalPolicies: [...(this.options.clientOptions?.additionalPolicies ?? []), rateLimitPolicy(this.limits, sub)],
     };
     const updateIntervalInMs = this.options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
     const clients: AzureClients = {

@@ -9,6 +9,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { KilnError } from '../../core/errors.js';
+import { SharedWork } from '../../core/shared-work.js';
 import type { BuildContext } from '../../pipeline/context.js';
 import type { LedgerEntry } from '../../pipeline/ledger.js';
 import { generateKeyPair } from '../../ssh/index.js';
@@ -41,6 +42,8 @@ export interface AzureDriverOptions extends AzureConnectionOptions {
 export class AzureDriver implements TargetDriver {
   readonly name = 'azure' as const;
   private readonly pool: AzureClientPool;
+  /** What the run's builds make once for all of them (the gallery). */
+  private readonly shared = new SharedWork();
 
   constructor(private readonly options: AzureDriverOptions = {}) {
     this.pool = new AzureClientPool(options);
@@ -105,7 +108,7 @@ export class AzureDriver implements TargetDriver {
     if (!publish.managedImage && !publish.gallery) throw new KilnError('INPUT', 'the plan publishes neither a managed image nor a gallery version', { field: 'publish.azure' });
     const vmId = ctx.resources.one('virtual-machine').id;
     const generation = await hyperVGeneration(s);
-    const home = publish.gallery ? await ensureGallery(s, generation) : undefined;
+    const home = publish.gallery ? await ensureGallery(s, generation, this.shared) : undefined;
     const artifacts: Artifact[] = [];
     const image = publish.managedImage ? await createManagedImage(s, vmId, generation) : undefined;
     if (image) artifacts.push(image);

@@ -8,6 +8,7 @@
  */
 import type { GalleryImageVersion, TargetRegion } from '@azure/arm-compute';
 import { KilnError } from '../../core/errors.js';
+import { SharedWork } from '../../core/shared-work.js';
 import { done, notYet, waitFor } from '../../core/wait.js';
 import type { AzureTargetPlan } from '../../definition/plan.js';
 import type { Artifact } from '../target.js';
@@ -29,26 +30,16 @@ export function galleryPlan(s: AzureStep): GalleryPlan {
 
 /**
  * Makes sure the gallery's group, the gallery and the image definition exist, and that no version of
- * this number does. Returns the gallery's region (where the version must be made).
+ * this number does. Returns the gallery's region (where the version must be made). The group and
+ * the gallery are made once for all builds of the run that share `shared` (every size publishes to
+ * the same gallery; concurrent creates of one resource race in ARM).
  */
-export async function ensureGallery(s: AzureStep, generation: 'V1' | 'V2'): Promise<string> {
+export async function ensureGallery(s: AzureStep, generation: 'V1' | 'V2', shared = new SharedWork()): Promise<string> {
   const g = galleryPlan(s);
   const { c, call } = s;
   const sharedTags = { 'kiln:definition': s.ctx.plan.definition.name };
-  const rgId = groupId(c.subscription, g.resourceGroup);
-  if (!(await armGet('reading resource group', rgId, () => c.resources.resourceGroups.get(g.resourceGroup, call)))) {
-    await arm('creating resource group', rgId, () => c.resources.resourceGroups.createOrUpdate(g.resourceGroup, { location: s.location, tags: sharedTags }, call));
-    s.log(`created resource group ${g.resourceGroup} for the gallery (shared: kiln never deletes it)`);
-  }
   const galleryId = resourceId(c.subscription, g.resourceGroup, 'Microsoft.Compute/galleries', [g.name]);
-  let gallery = await armGet('reading gallery', galleryId, () => c.compute.galleries.get(g.resourceGroup, g.name, call));
-  if (!gallery) {
-    gallery = await arm('creating gallery', galleryId, () =>
-      c.compute.galleries.beginCreateOrUpdateAndWait(g.resourceGroup, g.name, { location: s.location, tags: sharedTags, description: 'Images baked by kiln' }, call),
-    );
-    s.log(`created gallery ${g.name} in ${s.location} (shared: kiln never deletes it)`);
-  }
-  const location = required(gallery.location, `location of gallery ${g.name}`);
+  const location = await shared.run(galleryId, () => ensureGalleryHome(s, galleryId), s.ctx.signal);
   if (!sameRegion(location, s.location)) {
     throw new KilnError('INPUT', `gallery ${g.name} is in ${location} but the build runs in ${s.location}; a version must be made in the gallery's region from an image in that region`, {
       field: 'targets.azure.location',
@@ -84,6 +75,28 @@ export async function ensureGallery(s: AzureStep, generation: 'V1' | 'V2'): Prom
     });
   }
   return location;
+}
+
+/** The gallery's group and the gallery, created when missing; returns the gallery's region. */
+async function ensureGalleryHome(s: AzureStep, galleryId: string): Promise<string> {
+  const g = galleryPlan(s);
+  const { c } = s;
+  // Shared by every build waiting for it: no one build's abort signal stops it.
+  const call = c.call();
+  const sharedTags = { 'kiln:definition': s.ctx.plan.definition.name };
+  const rgId = groupId(c.subscription, g.resourceGroup);
+  if (!(await armGet('reading resource group', rgId, () => c.resources.resourceGroups.get(g.resourceGroup, call)))) {
+    await arm('creating resource group', rgId, () => c.resources.resourceGroups.createOrUpdate(g.resourceGroup, { location: s.location, tags: sharedTags }, call));
+    s.log(`created resource group ${g.resourceGroup} for the gallery (shared: kiln never deletes it)`);
+  }
+  let gallery = await armGet('reading gallery', galleryId, () => c.compute.galleries.get(g.resourceGroup, g.name, call));
+  if (!gallery) {
+    gallery = await arm('creating gallery', galleryId, () =>
+      c.compute.galleries.beginCreateOrUpdateAndWait(g.resourceGroup, g.name, { location: s.location, tags: sharedTags, description: 'Images baked by kiln' }, call),
+    );
+    s.log(`created gallery ${g.name} in ${s.location} (shared: kiln never deletes it)`);
+  }
+  return required(gallery.location, `location of gallery ${g.name}`);
 }
 
 /** Target regions from the plan, with the gallery's own region added when it is missing. */

@@ -32,6 +32,8 @@ import { lookupHostKeys } from './hostkeys.js';
 import { deleteImage, imageFromFamily } from './images.js';
 import { deleteDisk, deleteInstance, diskPath, insertInstance, instancePath, natAddress, stopInstance } from './instance.js';
 import { gceLabels } from './labels.js';
+import { limitClients } from './rate-limit.js';
+import { RateLimits } from '../rate-limits.js';
 
 export interface GcpTimeouts {
   /** Any one create/delete operation (default 10 min). */
@@ -59,6 +61,8 @@ export interface GcpDriverOptions {
   timeouts?: Partial<GcpTimeouts>;
   /** Port of the VM's SSH server (default 22); tests point it at a loopback sshd. */
   sshPort?: number;
+  /** The run's API rate limiters, shared with the other builds (default: the driver's own). */
+  rateLimits?: RateLimits;
 }
 
 export class GcpDriver implements TargetDriver {
@@ -223,7 +227,8 @@ export class GcpDriver implements TargetDriver {
   private api(): GceApi {
     if (!this.apiInstance) {
       this.clients = createClients({ ...environmentClientOptions(), ...this.options.clientOptions });
-      this.apiInstance = new GceApi(this.clients, { ...DEFAULT_RETRY, ...this.options.retry }, this.options.pollMs ?? 1_000);
+      const limited = limitClients(this.clients, this.options.rateLimits ?? new RateLimits());
+      this.apiInstance = new GceApi(limited, { ...DEFAULT_RETRY, ...this.options.retry }, this.options.pollMs ?? 1_000);
     }
     return this.apiInstance;
   }

@@ -28,7 +28,9 @@ export function planGcp(def: Definition, size: SizeSpec, parts: NameParts, disks
       dataImage: checkedName('gce', imageName(parts, { dots: false, suffix: 'data' }), 'name'),
     },
     publish: {
-      family: publish?.family,
+      // One family per size, like Azure's image definitions: a family resolves to one image, and
+      // deprecating "the previous image" must never hit another size of the same run.
+      family: publish?.family ? checkedName('gce', `${publish.family}-${parts.size.toLowerCase()}`, 'publish.gcp.family') : undefined,
       storageLocations: publish?.storageLocations ?? [],
       iam: publish?.iam ?? [],
       deprecatePrevious: publish?.deprecatePrevious ?? false,

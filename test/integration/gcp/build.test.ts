@@ -149,7 +149,7 @@ describe('the GCE driver in a build', () => {
     ]);
     const root = fake.state.getImage(PROJECT, t.names.rootImage);
     const data = fake.state.getImage(PROJECT, t.names.dataImage);
-    expect(root).toMatchObject({ status: 'READY', family: 'sourcegraph', labels: labelsOf(first), storageLocations: ['us'], diskSizeGb: 50 });
+    expect(root).toMatchObject({ status: 'READY', family: 'sourcegraph-xs', labels: labelsOf(first), storageLocations: ['us'], diskSizeGb: 50 });
     expect(root?.sourceDisk).toMatch(new RegExp(`/zones/${t.zone}/disks/${t.names.bootDisk}$`));
     expect(data).toMatchObject({ status: 'READY', family: undefined, labels: labelsOf(first), diskSizeGb: 500 });
     expect(data?.sourceDisk).toMatch(new RegExp(`/disks/${t.names.dataDisk}$`));

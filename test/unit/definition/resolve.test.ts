@@ -22,6 +22,22 @@ describe('resolve', () => {
     expectGolden('test/unit/definition/golden/gitea-gcp-s.json', `${JSON.stringify(plan, null, 2)}\n`);
   });
 
+  it('plans an unpublished build (--no-publish): private images in the build region, nothing else', () => {
+    const plan = (target: string, version = '5.2.0') => resolve(sourcegraph, target, 'xs', version, { runId, publish: false });
+    const publishStep = (p: ReturnType<typeof plan>) => p.steps.find((s) => s.name === 'publish');
+    expect(plan('aws').targetPlan).toMatchObject({ publish: { regions: [], public: false, accounts: [] } });
+    expect(publishStep(plan('aws'))?.creates).toEqual([]);
+    expect(plan('gcp').targetPlan).toMatchObject({ publish: { family: undefined, iam: [], deprecatePrevious: false, storageLocations: ['us'] } });
+    expect(plan('azure').targetPlan).toMatchObject({ publish: { managedImage: true, gallery: undefined } });
+    expect(plan('azure').steps.find((s) => s.name === 'capture')?.creates).toEqual(['image']);
+    // Without a gallery version, a pre-release version builds on Azure too.
+    expect(plan('azure', '5.3.0-rc.1').version).toBe('5.3.0-rc.1');
+    expect(() => resolve(sourcegraph, 'azure', 'xs', '5.3.0-rc.1', { runId })).toThrow(/gallery image versions must be MAJOR.MINOR.PATCH/);
+    // Everything but publishing is the published plan's.
+    const published = resolve(sourcegraph, 'aws', 'xs', '5.2.0', { runId });
+    expect({ ...plan('aws'), targetPlan: undefined, steps: undefined }).toEqual({ ...published, targetPlan: undefined, steps: undefined });
+  });
+
   it('is deterministic and serialisable', () => {
     const a = resolve(sourcegraph, 'gcp', 'M', '5.2.0', { runId });
     const b = resolve(sourcegraph, 'gcp', 'M', '5.2.0', { runId });

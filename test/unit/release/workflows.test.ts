@@ -129,6 +129,7 @@ describe('GitHub Actions workflows', () => {
     expect(build.steps.find((s) => s.env?.AZURE_CLIENT_ID)?.run).toContain('AZURE_FEDERATED_TOKEN_FILE');
     const buildStep = stepRunning(build, /kiln\.js build /)!;
     expect(buildStep.run).toMatch(/--validate/);
+    expect(buildStep.run).toMatch(/--no-publish/);
     expect(buildStep['timeout-minutes']).toBeLessThan(build['timeout-minutes']!);
     const cleanup = stepRunning(build, /kiln\.js cleanup --run/)!;
     expect(cleanup.if).toMatch(/failure\(\)/);
