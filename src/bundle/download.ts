@@ -8,9 +8,10 @@
  */
 import { createWriteStream } from 'node:fs';
 import { rename, rm, stat } from 'node:fs/promises';
-import { Readable, Transform } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import type { ReadableStream as NodeReadableStream } from 'node:stream/web';
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
+import { once } from 'node:events';
+import { finished } from 'node:stream/promises';
 import { KilnError } from '../core/errors.js';
 import { delay } from '../core/wait.js';
 
@@ -78,31 +79,35 @@ async function attemptDownload(url: string, part: string, have: number, options:
   };
   rearm();
   try {
-    const response = await fetch(url, { headers: have > 0 ? { Range: `bytes=${have}-` } : {}, signal, redirect: 'follow' });
-    const resumes = response.status === 206 && have > 0 && rangeStart(response.headers.get('content-range')) === have;
-    if (!resumes && response.status !== 200) {
-      await response.body?.cancel().catch(() => {});
-      if (response.status === 206 || response.status === 416) {
+    const response = await get(url, have > 0 ? { Range: `bytes=${have}-` } : {}, signal);
+    const status = response.statusCode ?? 0;
+    const resumes = status === 206 && have > 0 && rangeStart(response.headers['content-range']) === have;
+    if (!resumes && status !== 200) {
+      response.resume();
+      if (status === 206 || status === 416) {
         // A range we did not ask for, or one past the end: start over.
         await rm(part, { force: true });
-        throw new Error(`HTTP ${response.status} to a resume at byte ${have}`);
+        throw new Error(`HTTP ${status} to a resume at byte ${have}`);
       }
-      const retryable = response.status >= 500 || response.status === 408 || response.status === 429;
-      throw retryable ? new Error(`HTTP ${response.status}`) : new PermanentError(`HTTP ${response.status}`);
+      const retryable = status >= 500 || status === 408 || status === 429;
+      throw retryable ? new Error(`HTTP ${status}`) : new PermanentError(`HTTP ${status}`);
     }
-    if (!response.body) throw new Error('no response body');
-    const length = response.headers.get('content-length');
-    const expected = length === null ? undefined : Number(length);
+    const length = response.headers['content-length'];
+    const expected = length === undefined ? undefined : Number(length);
     let written = 0;
-    const counter = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
+    // A 200 (the whole file, also the answer of a server that ignores ranges) replaces what we had.
+    // Whatever arrived before a failure is still written out, for the next attempt to resume from.
+    const out = createWriteStream(part, { flags: resumes ? 'a' : 'w' });
+    try {
+      for await (const chunk of response as AsyncIterable<Buffer>) {
         written += chunk.length;
         rearm();
-        callback(null, chunk);
-      },
-    });
-    const body = Readable.fromWeb(response.body as NodeReadableStream<Uint8Array>);
-    await pipeline(body, counter, createWriteStream(part, { flags: resumes ? 'a' : 'w' }));
+        if (!out.write(chunk)) await once(out, 'drain');
+      }
+    } finally {
+      out.end();
+      await finished(out);
+    }
     if (expected !== undefined && written !== expected) throw new Error(`the body ended after ${written} of ${expected} bytes`);
   } catch (err) {
     if (stall.signal.aborted && !options.signal?.aborted) throw stall.signal.reason as Error;
@@ -112,8 +117,32 @@ async function attemptDownload(url: string, part: string, have: number, options:
   }
 }
 
+/**
+ * GET with redirects followed (release sites redirect to their storage). node:http rather than
+ * fetch: its response is a Node stream that hands over every byte received before a connection
+ * drops, where a fetch body discards what it had queued, and a resume depends on those bytes.
+ */
+function get(url: string, headers: Record<string, string>, signal: AbortSignal, redirects = 0): Promise<IncomingMessage> {
+  return new Promise((resolve, reject) => {
+    const parsed = new URL(url);
+    const client = parsed.protocol === 'https:' ? https : parsed.protocol === 'http:' ? http : undefined;
+    if (!client) return reject(new PermanentError(`not an http(s) URL: ${url}`));
+    const request = client.get(parsed, { headers, signal }, (response) => {
+      const location = response.headers.location;
+      if ([301, 302, 303, 307, 308].includes(response.statusCode ?? 0) && location) {
+        response.resume();
+        if (redirects >= 10) return reject(new PermanentError(`more than 10 redirects from ${url}`));
+        get(new URL(location, url).toString(), headers, signal, redirects + 1).then(resolve, reject);
+        return;
+      }
+      resolve(response);
+    });
+    request.once('error', reject);
+  });
+}
+
 /** The first byte of a `bytes <first>-<last>/<total>` Content-Range. */
-function rangeStart(header: string | null): number | undefined {
+function rangeStart(header: string | undefined): number | undefined {
   const match = /^bytes (\d+)-\d+\/(?:\d+|\*)$/.exec(header ?? '');
   return match ? Number(match[1]) : undefined;
 }
