@@ -44,7 +44,7 @@ export function parseImageRef(reference: string): ImageRef {
     tag = lastPart.slice(lastPart.indexOf(':') + 1);
     rest = rest.slice(0, rest.length - tag.length - 1);
   }
-  if (!tag && !digest) tag = 'latest';
+  if (tag === undefined && !digest) tag = 'latest';
   if (registry === 'docker.io' && !rest.includes('/')) rest = `library/${rest}`;
   if (!rest || (tag !== undefined && !/^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/.test(tag))) {
     throw new InputError({ field: 'image', message: `expected an image reference like docker.io/org/name:tag, found ${JSON.stringify(reference)}` });

@@ -3,7 +3,7 @@
  * (one tar stream), then each script in order with sudo and its environment. The scripts are
  * idempotent, so a step interrupted by a dropped connection is simply run again after reconnecting.
  */
-import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -112,8 +112,11 @@ async function stage(session: SshSession, steps: ProvisionStep[], scriptsDir: st
     await rm(local, { recursive: true, force: true });
   }
   for (const file of files.filter((f) => f.large && f.source)) {
-    const uploaded = await session.uploadFile(file.source ?? '', file.path, { sudo: true, mode: file.mode, signal });
-    log(`uploaded ${file.source ?? ''} to ${file.path}: ${uploaded.bytes} bytes in ${uploaded.durationMs} ms, sha256 ${uploaded.sha256} verified there`);
+    const source = file.source ?? '';
+    // One attempt may take as long as the file needs at 2 MB/s (a drop resumes; a deadline does not).
+    const timeoutMs = Math.max(30 * 60_000, ((await stat(source)).size / (2 * 1024 * 1024)) * 1000);
+    const uploaded = await session.uploadFile(source, file.path, { sudo: true, mode: file.mode, signal, timeoutMs });
+    log(`uploaded ${source} to ${file.path}: ${uploaded.bytes} bytes in ${uploaded.durationMs} ms, sha256 ${uploaded.sha256} verified there`);
   }
 }
 
