@@ -8,7 +8,8 @@
 # zstd, util-linux, procps, kmod, e2fsprogs or xfsprogs (KILN_DATA_FS), nftables (when
 # KILN_FIREWALL_ENABLED=true and firewalld is not the active firewall). Nothing else.
 #
-# Environment: KILN_DATA_FS (ext4|xfs), KILN_FIREWALL_ENABLED (true|false).
+# Environment: KILN_DATA_FS (ext4|xfs), KILN_FIREWALL_ENABLED (true|false); optional KILN_OFFLINE
+# (true in an offline build, kiln build --bundle: a missing tool is an error, nothing is installed).
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -68,6 +69,9 @@ if [ "${#missing[@]}" -eq 0 ]; then
   exit 0
 fi
 
+if kiln_bool "${KILN_OFFLINE:-false}"; then
+  kiln_die "offline build: the base image lacks ${missing[*]}, and an offline build downloads nothing, packages included: use a base image that carries them (kiln's local debian-12 base image does)"
+fi
 kiln_log "installing: ${missing[*]}"
 case "$KILN_PKG" in
   apt)

@@ -20,10 +20,14 @@
 # image's registry is one of KILN_REGISTRY_MIRRORED (as K3s's registries.yaml would, with
 # ?ns=<registry>), else from the registry itself (anonymous bearer tokens are handled).
 #
+# In an offline build (KILN_BUNDLE_DIR set) nothing is downloaded: the chart archives and the image
+# archives (made by kiln bundle with skopeo) come from the verified bundle, charts/ and images/, each
+# checked against the bundle's manifest.
+#
 # Environment: KILN_CHARTS_FILE (tsv: release, chart, version, repository, namespace),
 # KILN_VALUES_DIR, KILN_IMAGES_FILE (one image reference per line), KILN_IMAGE_DIR,
 # KILN_K3S_DATA_DIR; optional KILN_REGISTRY_MIRROR, KILN_REGISTRY_MIRRORED (space-separated
-# registry hosts), KILN_REGISTRY_CA_FILE (CA bundle for the mirror).
+# registry hosts), KILN_REGISTRY_CA_FILE (CA bundle for the mirror), KILN_BUNDLE_DIR.
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -40,6 +44,8 @@ mirrored=${KILN_REGISTRY_MIRRORED:-}
 mirror_ca=${KILN_REGISTRY_CA_FILE:-}
 [ -z "$mirror" ] || kiln_is_url "$mirror" || kiln_die "KILN_REGISTRY_MIRROR \"$mirror\" is not an http(s) URL"
 [ -z "$mirror_ca" ] || kiln_require_file "$mirror_ca"
+bundle=${KILN_BUNDLE_DIR:-}
+[ -z "$bundle" ] || kiln_bundle_check "$bundle"
 
 work=$(mktemp -d)
 trap 'rm -rf -- "$work"' EXIT
@@ -67,12 +73,18 @@ while IFS=$'\t' read -r release chart version repository namespace rest || [ -n 
   releases+=("$release")
 
   repo=${repository%/}
-  kiln_download "$repo/index.yaml" "$work/index.yaml"
-  entry=$(kiln_index_lookup "$work/index.yaml" "$chart" "$version") || kiln_die "chart $chart version $version is not in $repo/index.yaml"
-  digest=${entry%% *}
-  [ -z "$digest" ] || kiln_is_sha256 "$digest" || kiln_die "$repo/index.yaml: bad digest \"$digest\" for $chart $version"
-
   name=$chart-$version.tgz
+  if [ -n "$bundle" ]; then
+    from="the offline bundle"
+    digest=$(kiln_bundle_sha256 "$bundle" "charts/$name")
+  else
+    from=$repo
+    kiln_download "$repo/index.yaml" "$work/index.yaml"
+    entry=$(kiln_index_lookup "$work/index.yaml" "$chart" "$version") || kiln_die "chart $chart version $version is not in $repo/index.yaml"
+    digest=${entry%% *}
+    [ -z "$digest" ] || kiln_is_sha256 "$digest" || kiln_die "$repo/index.yaml: bad digest \"$digest\" for $chart $version"
+  fi
+
   dest=$image_dir/charts/$name
   archives+=("$name")
   if [ -f "$dest" ] && { [ -z "$digest" ] || [ "$(kiln_sha256 "$dest")" = "$digest" ]; }; then
@@ -80,10 +92,15 @@ while IFS=$'\t' read -r release chart version repository namespace rest || [ -n 
   else
     rm -rf -- "$work/pull"
     mkdir -p -- "$work/pull"
-    helm pull "$chart" --repo "$repo" --version "$version" --destination "$work/pull"
+    if [ -n "$bundle" ]; then
+      kiln_require_file "$bundle/charts/$name"
+      cp -- "$bundle/charts/$name" "$work/pull/$name"
+    else
+      helm pull "$chart" --repo "$repo" --version "$version" --destination "$work/pull"
+    fi
     [ -f "$work/pull/$name" ] || kiln_die "helm pull did not produce $name"
     if [ -n "$digest" ]; then
-      kiln_verify_sha256 "$work/pull/$name" "$digest" "chart $chart $version from $repo"
+      kiln_verify_sha256 "$work/pull/$name" "$digest" "chart $chart $version from $from"
     else
       kiln_warn "$repo/index.yaml lists no digest for $chart $version: recording its sha256 unverified"
     fi
@@ -275,7 +292,20 @@ while IFS= read -r ref || [ -n "$ref" ]; do
   image_archives+=("${archive##*/}")
   kiln_ensure_dir "$agent_images" 0755
   read -r digest old_archive sha <<<"${recorded[$ref]:-}" || true
-  if [ -n "${sha:-}" ] && [ "$old_archive" = "$archive" ] && [ -f "$archive" ] && [ "$(kiln_sha256 "$archive")" = "$sha" ]; then
+  if [ -n "$bundle" ]; then
+    # The bundle's archive for this image has the same name, under images/.
+    in_bundle=images/${archive##*/kiln-image-}
+    sha=$(kiln_bundle_sha256 "$bundle" "$in_bundle")
+    digest=$(jq -r --arg path "$in_bundle" '[.artifacts[] | select(.path == $path)][0].image.digest // empty' "$bundle/kiln-bundle.json")
+    [[ $digest =~ ^sha256:[a-f0-9]{64}$ ]] || kiln_die "the offline bundle lists no manifest digest for $in_bundle"
+    if [ -f "$archive" ] && [ "$(kiln_sha256 "$archive")" = "$sha" ]; then
+      kiln_log "image $ref already in $archive ($digest)"
+    else
+      kiln_verify_sha256 "$bundle/$in_bundle" "$sha" "image $ref from the offline bundle"
+      kiln_install_file "$bundle/$in_bundle" "$archive" 0644
+      kiln_log "image $ref ($digest) from the offline bundle saved as $archive"
+    fi
+  elif [ -n "${sha:-}" ] && [ "$old_archive" = "$archive" ] && [ -f "$archive" ] && [ "$(kiln_sha256 "$archive")" = "$sha" ]; then
     kiln_log "image $ref already in $archive ($digest)"
   else
     kiln_log "pulling image $ref"

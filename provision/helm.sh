@@ -6,7 +6,8 @@
 #
 # Environment: KILN_HELM_VERSION (v3.14.4), KILN_HELM_BASE_URL (release site or mirror:
 # <base>/helm-<version>-linux-amd64.tar.gz and <same>.sha256sum), KILN_HELM_SHA256 (pinned sha256
-# of the archive, or empty: use the published .sha256sum file).
+# of the archive, or empty: use the published .sha256sum file); optional KILN_BUNDLE_DIR (an offline
+# build: the archive comes from the verified bundle, helm/<archive>, checked against its manifest).
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -25,15 +26,25 @@ work=$(mktemp -d)
 trap 'rm -rf -- "$work"' EXIT
 
 sha=$KILN_HELM_SHA256
-if [ -z "$sha" ]; then
-  kiln_download "$url.sha256sum" "$work/$archive.sha256sum"
-  # The file holds "<sha256>  <name>", or just the hash.
-  read -r sha _ <"$work/$archive.sha256sum" || true
-  sha=$(printf '%s' "$sha" | tr 'A-F' 'a-f')
+bundle=${KILN_BUNDLE_DIR:-}
+if [ -n "$bundle" ]; then
+  kiln_bundle_check "$bundle"
+  [ -n "$sha" ] || sha=$(kiln_bundle_sha256 "$bundle" "helm/$archive")
+  src=$bundle/helm/$archive
+  kiln_require_file "$src"
+  kiln_verify_sha256 "$src" "$sha" "$archive from the offline bundle"
+else
+  if [ -z "$sha" ]; then
+    kiln_download "$url.sha256sum" "$work/$archive.sha256sum"
+    # The file holds "<sha256>  <name>", or just the hash.
+    read -r sha _ <"$work/$archive.sha256sum" || true
+    sha=$(printf '%s' "$sha" | tr 'A-F' 'a-f')
+  fi
+  src=$work/$archive
+  kiln_download "$url" "$src"
+  kiln_verify_sha256 "$src" "$sha" "$url"
 fi
-kiln_download "$url" "$work/$archive"
-kiln_verify_sha256 "$work/$archive" "$sha" "$url"
-tar -xzf "$work/$archive" -C "$work" linux-amd64/helm
+tar -xzf "$src" -C "$work" linux-amd64/helm
 kiln_install_file "$work/linux-amd64/helm" /usr/local/bin/helm 0755
 
 installed=$(/usr/local/bin/helm version --template '{{.Version}}')

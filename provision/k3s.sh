@@ -18,7 +18,8 @@
 # <base>/<version with + as %2B>/{k3s,sha256sum-amd64.txt,k3s-airgap-images-amd64.tar.zst}),
 # KILN_K3S_SHA256 (pinned sha256 of the binary, or empty: use the release's sha256sum file),
 # KILN_K3S_CONFIG_FILE, KILN_K3S_REGISTRIES_FILE and KILN_K3S_REGISTRY_CA_FILE (may be empty),
-# KILN_K3S_DATA_DIR.
+# KILN_K3S_DATA_DIR; optional KILN_BUNDLE_DIR (an offline build: the binary and airgap images come
+# from the verified bundle, k3s/<version>/, checked against its manifest; nothing is downloaded).
 # shellcheck source=SCRIPTDIR/lib.sh
 source "$(dirname -- "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -35,27 +36,43 @@ kiln_is_abs_path "$KILN_K3S_DATA_DIR" || kiln_die "KILN_K3S_DATA_DIR must be an 
 data_dir=${KILN_K3S_DATA_DIR%/}
 
 release_url="${KILN_K3S_BASE_URL%/}/${version//+/%2B}"
+bundle=${KILN_BUNDLE_DIR:-}
 work=$(mktemp -d)
 trap 'rm -rf -- "$work"' EXIT
 
-kiln_log "K3s $version from $release_url"
-kiln_download "$release_url/sha256sum-amd64.txt" "$work/sha256sum-amd64.txt"
-binary_sha=$KILN_K3S_SHA256
-[ -n "$binary_sha" ] || binary_sha=$(kiln_checksum_for "$work/sha256sum-amd64.txt" k3s)
 airgap_name=k3s-airgap-images-amd64.tar.zst
-airgap_sha=$(kiln_checksum_for "$work/sha256sum-amd64.txt" "$airgap_name")
+binary_sha=$KILN_K3S_SHA256
+if [ -n "$bundle" ]; then
+  kiln_bundle_check "$bundle"
+  kiln_log "K3s $version from the offline bundle"
+  [ -n "$binary_sha" ] || binary_sha=$(kiln_bundle_sha256 "$bundle" "k3s/$version/k3s")
+  airgap_sha=$(kiln_bundle_sha256 "$bundle" "k3s/$version/$airgap_name")
+else
+  kiln_log "K3s $version from $release_url"
+  kiln_download "$release_url/sha256sum-amd64.txt" "$work/sha256sum-amd64.txt"
+  [ -n "$binary_sha" ] || binary_sha=$(kiln_checksum_for "$work/sha256sum-amd64.txt" k3s)
+  airgap_sha=$(kiln_checksum_for "$work/sha256sum-amd64.txt" "$airgap_name")
+fi
 
-# fetch NAME SHA DEST MODE: DEST becomes the verified release file NAME unless it already is.
+# fetch NAME SHA DEST MODE: DEST becomes the verified release file NAME (from the bundle, or
+# downloaded) unless it already is.
 fetch() {
-  local name=$1 sha=$2 dest=$3 mode=$4
+  local name=$1 sha=$2 dest=$3 mode=$4 src
   if [ -f "$dest" ] && [ "$(kiln_sha256 "$dest")" = "$sha" ]; then
     kiln_log "$dest is already $name (sha256 $sha)"
     [ "$(stat -c %a -- "$dest")" = "${mode#0}" ] || { chmod -- "$mode" "$dest"; KILN_CHANGED=1; }
     return 0
   fi
-  kiln_download "$release_url/$name" "$work/$name"
-  kiln_verify_sha256 "$work/$name" "$sha" "$release_url/$name"
-  kiln_install_file "$work/$name" "$dest" "$mode"
+  if [ -n "$bundle" ]; then
+    src=$bundle/k3s/$version/$name
+    kiln_require_file "$src"
+    kiln_verify_sha256 "$src" "$sha" "$name from the offline bundle"
+  else
+    src=$work/$name
+    kiln_download "$release_url/$name" "$src"
+    kiln_verify_sha256 "$src" "$sha" "$release_url/$name"
+  fi
+  kiln_install_file "$src" "$dest" "$mode"
   rm -f -- "$work/$name"
 }
 

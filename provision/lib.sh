@@ -308,6 +308,26 @@ kiln_checksum_for() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Offline bundles (kiln build --bundle): unpacked and verified by the bundle step
+
+# kiln_bundle_check DIR: dies unless the bundle step unpacked and verified a bundle in DIR.
+kiln_bundle_check() {
+  kiln_is_abs_path "$1" || kiln_die "KILN_BUNDLE_DIR must be an absolute path"
+  if [ ! -f "$1/.kiln-verified" ] || [ ! -f "$1/kiln-bundle.json" ]; then
+    kiln_die "no verified bundle in $1 (the bundle step runs before this one)"
+  fi
+}
+
+# kiln_bundle_sha256 DIR PATH: the sha256 the bundle's manifest lists for the artifact at PATH;
+# dies when the bundle has no such artifact.
+kiln_bundle_sha256() {
+  local sha
+  sha=$(jq -r --arg path "$2" '[.artifacts[] | select(.path == $path)][0].sha256 // empty' "$1/kiln-bundle.json")
+  kiln_is_sha256 "$sha" || kiln_die "the offline bundle has no $2 (make it with kiln bundle for this definition and version)"
+  printf '%s' "$sha"
+}
+
+# ---------------------------------------------------------------------------------------------
 # Versions
 
 KILN_SEMVER_RE='^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$'

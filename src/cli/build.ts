@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { dirname } from 'node:path';
+import { verifyBundle } from '../bundle/index.js';
 import { EXIT_BUILD_FAILED, InputError } from '../core/errors.js';
 import { loadDefinition } from '../definition/load.js';
 import type { Plan } from '../definition/plan.js';
@@ -36,6 +37,7 @@ interface BuildFlags {
   validate?: boolean;
   apiRate: string[];
   publish: boolean;
+  bundle?: string;
 }
 
 export function registerBuild(program: Command, out: Output): void {
@@ -48,6 +50,7 @@ export function registerBuild(program: Command, out: Output): void {
     .option('--shard <i/n>', 'build only every n-th build of the matrix, starting with the i-th (for CI)')
     .requiredOption('-V, --version <version>', 'product version, e.g. 5.2.0')
     .option(...mirrorOption)
+    .option('--bundle <file>', 'offline bundle (kiln bundle) to take every artifact from: no provisioning step downloads anything')
     .option('--on-error <mode>', 'cleanup (delete everything) or abort (keep it for debugging)', 'cleanup')
     .option('--concurrency <n>', 'builds running at once', '4')
     .option('--fail-fast', 'stop the other builds when one fails')
@@ -79,7 +82,9 @@ async function build(path: string, flags: BuildFlags, out: Output): Promise<numb
     throw new InputError({ field: '--run-id', message: `conflicts with --resume ${flags.resume}: give one of them` });
   }
   const runId = flags.resume ?? flags.runId ?? newRunId();
-  const plans = buildMatrix(loaded, { targets: flags.target, sizes: flags.size, version: flags.version, shard: flags.shard }, { runId, mirrors: collectMirrors(flags.mirror), publish: flags.publish });
+  if (flags.bundle) out.line(`verifying ${flags.bundle}`);
+  const bundle = flags.bundle ? await verifyBundle(flags.bundle) : undefined;
+  const plans = buildMatrix(loaded, { targets: flags.target, sizes: flags.size, version: flags.version, shard: flags.shard }, { runId, mirrors: collectMirrors(flags.mirror), publish: flags.publish, bundle });
   if (plans.length === 0) {
     out.line(`shard ${flags.shard ?? ''} of this matrix is empty: nothing to build`);
     return 0;

@@ -4,6 +4,7 @@ import { Command, CommanderError } from 'commander';
 import { EXIT_BUILD_FAILED, EXIT_INPUT, KilnError, formatInputIssue, InputError } from '../core/errors.js';
 import { registerBase } from './base.js';
 import { registerBuild } from './build.js';
+import { registerBundle } from './bundle.js';
 import { registerCheck } from './check.js';
 import { registerCleanup } from './cleanup.js';
 import { CommandExit } from './exit.js';
@@ -23,6 +24,7 @@ export async function main(argv: string[]): Promise<number> {
   registerPlan(program, out);
   registerCheck(program, out);
   registerBuild(program, out);
+  registerBundle(program, out);
   registerCleanup(program, out);
   registerBase(program, out);
   registerManifest(program, out);

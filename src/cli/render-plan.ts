@@ -9,12 +9,16 @@ export function renderPlan(plan: Plan, out: Output): void {
   out.line(`  root disk   ${diskSummary(plan.disks.root)}`);
   out.line(`  data disk   ${diskSummary(plan.disks.data)}`);
   out.line(`  ssh         user ${plan.access.sshUser}${plan.access.sshCidr ? ` from ${plan.access.sshCidr}` : ''}`);
-  out.line(`  k3s         ${plan.software.k3s.version} from ${plan.software.k3s.baseUrl}`);
-  out.line(`  helm        ${plan.software.helm.version} from ${plan.software.helm.baseUrl}`);
+  const { bundle, registryMirror } = plan.software;
+  const from = (source: string) => (bundle ? 'from the offline bundle' : `from ${source}`);
+  out.line(`  k3s         ${plan.software.k3s.version} ${from(plan.software.k3s.baseUrl)}`);
+  out.line(`  helm        ${plan.software.helm.version} ${from(plan.software.helm.baseUrl)}`);
   for (const chart of plan.software.charts) {
     const values = chart.valuesFiles.length > 0 ? `, values ${chart.valuesFiles.join(' ')}` : '';
-    out.line(`  chart       ${chart.release}: ${chart.chart} ${chart.version} from ${chart.repository} in ${chart.namespace}${values}`);
+    out.line(`  chart       ${chart.release}: ${chart.chart} ${chart.version} ${from(chart.repository)} in ${chart.namespace}${values}`);
   }
+  if (bundle) out.line(`  bundle      ${bundle.path} (manifest sha256 ${bundle.manifestSha256.slice(0, 12)}): nothing is downloaded`);
+  if (registryMirror) out.line(`  registry    ${registryMirror.registries.join(', ')} mirrored to ${registryMirror.endpoint}${registryMirror.caFile ? `, CA ${registryMirror.caFile}` : ''}`);
   out.line(`  tags        ${Object.entries(plan.tags).map(([k, v]) => `${k}=${v}`).join(' ')}`);
   out.line();
   out.line(out.bold('Steps'));

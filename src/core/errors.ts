@@ -15,6 +15,7 @@ export type KilnErrorCode =
   | 'TIMEOUT' // a condition was not met before its deadline
   | 'INTERRUPTED' // SIGINT/SIGTERM
   | 'INTEGRITY' // a checksum or digest did not match
+  | 'DOWNLOAD' // fetching an artifact (release file, chart, image) failed
   | 'LOCAL' // a local tool (qemu, qemu-img, debootstrap) failed
   | 'VALIDATION' // an instance booted from the image failed its checks
   | 'INTERNAL';

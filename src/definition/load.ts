@@ -5,7 +5,7 @@
  */
 import { access, readFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import { createHash } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import { isMap, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import type { core } from 'zod';
 import { InputError, type InputIssue } from '../core/errors.js';
@@ -35,26 +35,42 @@ export async function loadDefinition(path: string): Promise<LoadedDefinition> {
 
 /** Values files and certificates are read at build time: make sure they exist now. */
 async function checkReferencedFiles(definition: Definition, file: string, text: string): Promise<void> {
-  const references: { path: PropertyKey[]; relative: string }[] = [];
+  const references: { path: PropertyKey[]; relative: string; certificate?: boolean }[] = [];
   for (const [size, spec] of Object.entries(definition.sizes)) {
     for (const [release, files] of Object.entries(spec?.values ?? {})) {
       files.forEach((relative, i) => references.push({ path: ['sizes', size, 'values', release, i], relative }));
     }
   }
   const caFile = definition.k3s.registryMirror?.caFile;
-  if (caFile) references.push({ path: ['k3s', 'registryMirror', 'caFile'], relative: caFile });
+  if (caFile) references.push({ path: ['k3s', 'registryMirror', 'caFile'], relative: caFile, certificate: true });
   const missing: InputIssue[] = [];
   const lineCounter = new LineCounter();
   const doc = parseDocument(text, { lineCounter, merge: true });
   for (const ref of references) {
     const full = join(dirname(file), ref.relative);
+    const at = { file, ...position(doc, lineCounter, ref.path), field: formatPath(ref.path) };
     try {
       await access(full);
     } catch {
-      missing.push({ file, ...position(doc, lineCounter, ref.path), field: formatPath(ref.path), message: `file not found: ${full}` });
+      missing.push({ ...at, message: `file not found: ${full}` });
+      continue;
     }
+    const problem = ref.certificate ? await certificateProblem(full) : undefined;
+    if (problem) missing.push({ ...at, message: `expected a PEM certificate (-----BEGIN CERTIFICATE-----) in ${full}, found ${problem}` });
   }
   if (missing.length > 0) throw new InputError(missing);
+}
+
+/** Why a file is not a PEM certificate K3s could trust, or undefined when it is one. */
+async function certificateProblem(path: string): Promise<string | undefined> {
+  const text = await readFile(path, 'utf8').catch((err: Error) => `an unreadable file (${err.message})`);
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) return text.startsWith('an unreadable file') ? text : 'no certificate';
+  try {
+    new X509Certificate(text);
+    return undefined;
+  } catch (err) {
+    return `a certificate that does not parse (${(err as Error).message})`;
+  }
 }
 
 /** Parses and validates definition text; throws an InputError listing every problem. */

@@ -55,6 +55,25 @@ export interface SoftwarePlan {
   k3s: ArtifactPlan;
   helm: ArtifactPlan;
   charts: ChartPlan[];
+  /** The internal registry K3s pulls through (registries.yaml) and images are copied from. */
+  registryMirror?: RegistryMirrorPlan;
+  /** The offline bundle every artifact comes from (`kiln build --bundle`): nothing is downloaded. */
+  bundle?: BundlePlan;
+}
+
+export interface RegistryMirrorPlan {
+  endpoint: string;
+  /** Registries mirrored to it: docker.io, registry.k8s.io... */
+  registries: string[];
+  /** Its CA certificate (PEM), a local path resolved against the definition's folder. */
+  caFile?: string;
+}
+
+export interface BundlePlan {
+  /** The bundle file on this machine. */
+  path: string;
+  /** sha256 of its manifest (kiln-bundle.json), which the VM checks the unpacked bundle against. */
+  manifestSha256: string;
 }
 
 export interface ArtifactPlan {
@@ -96,6 +115,8 @@ export interface PlannedFile {
   /** Either generated content, or a local file to copy. */
   content?: string;
   source?: string;
+  /** Sent on its own (resumable, sha256-checked on arrival) rather than in the staging tree: the bundle. */
+  large?: boolean;
 }
 
 /** `validate` runs only with `kiln build --validate`, between capture and publish. */

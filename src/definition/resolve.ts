@@ -4,6 +4,8 @@
  * an unsafe version, a name a cloud would refuse) are InputErrors here, before anything is created.
  */
 import { posix } from 'node:path';
+import { bundleGaps } from '../bundle/coverage.js';
+import type { VerifiedBundle } from '../bundle/verify.js';
 import { InputError } from '../core/errors.js';
 import { provisionSteps } from '../provision/steps.js';
 import { plannedChecks } from '../validate/checks.js';
@@ -23,6 +25,8 @@ export interface ResolveOptions {
   mirrors?: Partial<Record<'k3s' | 'helm' | 'charts', string>>;
   /** false (`--no-publish`): build and capture only, see `unpublished`. */
   publish?: boolean;
+  /** A verified offline bundle to take every artifact from (`--bundle`); it must hold all the plan needs. */
+  bundle?: Pick<VerifiedBundle, 'path' | 'manifest' | 'manifestSha256'>;
 }
 
 export function resolve(loaded: LoadedDefinition, target: string, size: string, version: string, options: ResolveOptions): Plan {
@@ -45,6 +49,7 @@ export function resolve(loaded: LoadedDefinition, target: string, size: string, 
   const targetResult = withFile(loaded.path, () => planTarget(definition, sizeSpec, parts, disks));
   const localPath = (relative: string) => posix.join(posix.dirname(loaded.path.split('\\').join('/')), relative);
   const software = softwarePlan(definition, sizeName, version, options.mirrors ?? {}, localPath);
+  if (options.bundle) software.bundle = checkedBundle(options.bundle, software, definition.name, version);
 
   return {
     format: PLAN_FORMAT,
@@ -104,11 +109,26 @@ function softwarePlan(def: Definition, size: SizeName, version: string, mirrors:
     images: chart.images,
     valuesFiles: (def.sizes[size]?.values[chart.name] ?? []).map(localPath),
   }));
+  const mirror = def.k3s.registryMirror;
   return {
     k3s: { version: def.k3s.version, baseUrl: mirrors.k3s ?? def.sources.k3s, ...(def.k3s.sha256 ? { sha256: def.k3s.sha256 } : {}) },
     helm: { version: def.helm.version, baseUrl: mirrors.helm ?? def.sources.helm, ...(def.helm.sha256 ? { sha256: def.helm.sha256 } : {}) },
     charts,
+    ...(mirror ? { registryMirror: { endpoint: mirror.endpoint, registries: mirror.registries, ...(mirror.caFile ? { caFile: localPath(mirror.caFile) } : {}) } } : {}),
   };
+}
+
+function checkedBundle(bundle: NonNullable<ResolveOptions['bundle']>, software: SoftwarePlan, definition: string, version: string): NonNullable<SoftwarePlan['bundle']> {
+  const gaps = bundleGaps(software, bundle.manifest);
+  if (gaps.length > 0) {
+    const madeFor = `${bundle.manifest.definition.name} ${bundle.manifest.version}`;
+    throw new InputError({
+      file: bundle.path,
+      field: '--bundle',
+      message: `the bundle (made for ${madeFor}) lacks what this build of ${definition} ${version} needs: ${gaps.join('; ')}; make one with: kiln bundle <definition> --version ${version}`,
+    });
+  }
+  return { path: bundle.path, manifestSha256: bundle.manifestSha256 };
 }
 
 const STEP_DESCRIPTIONS: Record<PipelineStepName, string> = {

@@ -3,7 +3,7 @@
  * (one tar stream), then each script in order with sudo and its environment. The scripts are
  * idempotent, so a step interrupted by a dropped connection is simply run again after reconnecting.
  */
-import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,7 +34,7 @@ export async function runProvisioning(options: ProvisionOptions): Promise<void> 
   const { session, steps, log } = options;
   if (steps.length === 0) return;
   await waitForFirstBoot(session, log, options.signal);
-  await stage(session, steps, options.scriptsDir ?? SCRIPTS_DIR, options.signal);
+  await stage(session, steps, options.scriptsDir ?? SCRIPTS_DIR, log, options.signal);
   for (const [index, step] of steps.entries()) {
     options.onStep?.(step, index);
     log(`provision ${index + 1}/${steps.length}: ${step.id}: ${step.description}`);
@@ -88,14 +88,19 @@ async function waitForFirstBoot(session: SshSession, log: (line: string) => void
   log(result.code === 0 ? `first boot: ${status || 'done'}` : `first boot: cloud-init ended with code ${result.code}: ${status}; provisioning goes on`);
 }
 
-/** Copies the scripts and every planned file into one local tree and uploads it in one stream. */
-async function stage(session: SshSession, steps: ProvisionStep[], scriptsDir: string, signal?: AbortSignal): Promise<void> {
+/**
+ * Copies the scripts and every planned file into one local tree and uploads it in one stream; then
+ * each large file (the offline bundle) on its own, resumable and checked against its sha256 there.
+ */
+async function stage(session: SshSession, steps: ProvisionStep[], scriptsDir: string, log: (line: string) => void, signal?: AbortSignal): Promise<void> {
   const local = await mkdtemp(join(tmpdir(), 'kiln-stage-'));
+  const files = steps.flatMap((s) => s.files);
   try {
     await cp(scriptsDir, join(local, 'provision'), { recursive: true });
-    for (const file of steps.flatMap((s) => s.files)) {
+    for (const file of files) {
       const rel = relative(STAGING_DIR, file.path);
       if (rel.startsWith('..') || rel === '') throw new KilnError('INTERNAL', `planned file ${file.path} is outside ${STAGING_DIR}`);
+      if (file.large) continue;
       const target = join(local, rel);
       await mkdir(dirname(target), { recursive: true });
       if (file.content !== undefined) await writeFile(target, file.content, { mode: parseInt(file.mode, 8) });
@@ -105,6 +110,13 @@ async function stage(session: SshSession, steps: ProvisionStep[], scriptsDir: st
     await session.uploadTree(local, STAGING_DIR, { sudo: true, signal });
   } finally {
     await rm(local, { recursive: true, force: true });
+  }
+  for (const file of files.filter((f) => f.large && f.source)) {
+    const source = file.source ?? '';
+    // One attempt may take as long as the file needs at 2 MB/s (a drop resumes; a deadline does not).
+    const timeoutMs = Math.max(30 * 60_000, ((await stat(source)).size / (2 * 1024 * 1024)) * 1000);
+    const uploaded = await session.uploadFile(source, file.path, { sudo: true, mode: file.mode, signal, timeoutMs });
+    log(`uploaded ${source} to ${file.path}: ${uploaded.bytes} bytes in ${uploaded.durationMs} ms, sha256 ${uploaded.sha256} verified there`);
   }
 }
 

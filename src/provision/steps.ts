@@ -5,7 +5,7 @@
  */
 import { stringify } from 'yaml';
 import type { Definition, TargetName } from '../definition/schema.js';
-import type { ChartPlan, DiskPlan, PlannedFile, ProvisionStep, SoftwarePlan } from '../definition/plan.js';
+import type { BundlePlan, ChartPlan, DiskPlan, PlannedFile, ProvisionStep, SoftwarePlan } from '../definition/plan.js';
 
 /** Where kiln stages build-time files on the VM; generalization removes it. */
 export const STAGING_DIR = '/var/tmp/kiln-build';
@@ -23,9 +23,17 @@ export interface ProvisionInputs {
   localPath: (relative: string) => string;
 }
 
+/** Where an offline bundle is uploaded and unpacked on the VM (under the staging dir: generalize removes it). */
+export const BUNDLE_FILE = `${STAGING_DIR}/bundle.tar`;
+export const BUNDLE_DIR = `${STAGING_DIR}/bundle`;
+
 export function provisionSteps(inputs: ProvisionInputs): ProvisionStep[] {
-  return [baseStep(inputs), dataVolumeStep(inputs), kernelStep(inputs), firewallStep(inputs), k3sStep(inputs), helmStep(inputs), chartsStep(inputs), versionStep(inputs), generalizeStep(inputs)];
+  const bundle = inputs.software.bundle ? [bundleStep(inputs.software.bundle)] : [];
+  return [baseStep(inputs), ...bundle, dataVolumeStep(inputs), kernelStep(inputs), firewallStep(inputs), k3sStep(inputs), helmStep(inputs), chartsStep(inputs), versionStep(inputs), generalizeStep(inputs)];
 }
+
+/** With a bundle, the artifact steps read it instead of downloading: its unpacked directory. */
+const bundleEnv = (software: SoftwarePlan): Record<string, string> => (software.bundle ? { KILN_BUNDLE_DIR: BUNDLE_DIR } : {});
 
 function step(id: string, description: string, env: Record<string, string>, files: PlannedFile[] = [], runtimeEnv: string[] = []): ProvisionStep {
   return { id, description, script: `${id}.sh`, env: { KILN_STAGING_DIR: STAGING_DIR, KILN_IMAGE_DIR: IMAGE_DIR, ...env }, runtimeEnv, files };
@@ -33,11 +41,22 @@ function step(id: string, description: string, env: Record<string, string>, file
 
 const staged = (name: string) => `${STAGING_DIR}/files/${name}`;
 
-function baseStep({ definition }: ProvisionInputs): ProvisionStep {
+function baseStep({ definition, software }: ProvisionInputs): ProvisionStep {
   return step('base', 'check the distribution and install the packages later steps need', {
     KILN_DATA_FS: definition.dataVolume.filesystem,
     KILN_FIREWALL_ENABLED: String(definition.host.firewall.enabled),
+    // An offline build downloads nothing, packages included: missing tools are an error.
+    ...(software.bundle ? { KILN_OFFLINE: 'true' } : {}),
   });
+}
+
+function bundleStep(bundle: BundlePlan): ProvisionStep {
+  return step(
+    'bundle',
+    'unpack the offline bundle and verify every artifact against its manifest',
+    { KILN_BUNDLE_FILE: BUNDLE_FILE, KILN_BUNDLE_DIR: BUNDLE_DIR, KILN_BUNDLE_MANIFEST_SHA256: bundle.manifestSha256 },
+    [{ path: BUNDLE_FILE, mode: '0600', source: bundle.path, large: true }],
+  );
 }
 
 /** How the guest finds the data disk, per target: the one fact a script cannot guess safely. */
@@ -152,6 +171,7 @@ function k3sStep({ definition, software, localPath }: ProvisionInputs): Provisio
       KILN_K3S_REGISTRIES_FILE: registries ? staged('registries.yaml') : '',
       KILN_K3S_REGISTRY_CA_FILE: caFile ? staged('registry-ca.pem') : '',
       KILN_K3S_DATA_DIR: definition.k3s.dataDir,
+      ...bundleEnv(software),
     },
     files,
   );
@@ -162,6 +182,7 @@ function helmStep({ software }: ProvisionInputs): ProvisionStep {
     KILN_HELM_VERSION: software.helm.version,
     KILN_HELM_BASE_URL: software.helm.baseUrl,
     KILN_HELM_SHA256: software.helm.sha256 ?? '',
+    ...bundleEnv(software),
   });
 }
 
@@ -194,6 +215,7 @@ function chartsStep({ definition, software, localPath }: ProvisionInputs): Provi
       KILN_REGISTRY_MIRROR: mirror?.endpoint ?? '',
       KILN_REGISTRY_MIRRORED: mirror ? mirror.registries.join(' ') : '',
       KILN_REGISTRY_CA_FILE: mirror?.caFile ? staged('registry-ca.pem') : '',
+      ...bundleEnv(software),
     },
     files,
   );

@@ -8,10 +8,13 @@
  *   - wrong-checksum: every 64-hex-digit string in the body is replaced by a different one
  *     (checksum files, index.yaml digests);
  *   - cut: send the full Content-Length, then close the connection after `afterBytes` bytes
- *     (`times` limits how often; default always);
+ *     (`times` limits how often; default always; `ignoreRange` answers every request of the path
+ *     with the whole file, as a server without range support would, even once the cuts are used);
  *   - status: answer with an HTTP status instead.
- * The registry can demand an anonymous bearer token (as Docker Hub does) with `requireToken`.
- * Every request is recorded (method, path, status, bytes sent).
+ * Files are served with range support (`Range: bytes=N-` gets a 206 from byte N), as release
+ * sites do, so interrupted downloads can resume. The registry can demand an anonymous bearer token
+ * (as Docker Hub does) with `requireToken`. Every request is recorded (method, path, status, bytes
+ * sent, the range asked for).
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
@@ -20,7 +23,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 
-export type Fault = { kind: 'wrong-checksum' } | { kind: 'cut'; afterBytes: number; times?: number } | { kind: 'status'; status: number };
+export type Fault = { kind: 'wrong-checksum' } | { kind: 'cut'; afterBytes: number; times?: number; ignoreRange?: boolean } | { kind: 'status'; status: number };
 
 export interface RequestRecord {
   method: string;
@@ -28,6 +31,8 @@ export interface RequestRecord {
   query: string;
   status: number;
   bytes: number;
+  /** The first byte a `Range: bytes=N-` request asked for. */
+  rangeFrom?: number;
   fault?: Fault['kind'];
 }
 
@@ -103,20 +108,28 @@ export async function startArtifactServer(options: ArtifactServerOptions): Promi
       const text = (await readFile(file, 'utf8')).replace(/\b[a-f0-9]{64}\b/g, (hex) => createHash('sha256').update(`wrong:${hex}`).digest('hex'));
       return send(res, 200, text, record);
     }
+    const ranged = /^bytes=(\d+)-$/.exec(req.headers.range ?? '');
+    if (ranged) record.rangeFrom = Number(ranged[1]);
+    const from = entry?.fault.kind === 'cut' && entry.fault.ignoreRange ? 0 : (record.rangeFrom ?? 0);
+    if (from >= info.size && from > 0) {
+      res.writeHead(416, { 'Content-Range': `bytes */${info.size}` });
+      return void res.end();
+    }
+    const head = from > 0 ? { status: 206, headers: { 'Content-Range': `bytes ${from}-${info.size - 1}/${info.size}` } } : { status: 200, headers: {} };
     if (entry?.fault.kind === 'cut' && (entry.fault.times === undefined || entry.used < entry.fault.times)) {
       entry.used++;
       record.fault = 'cut';
-      const data = await readFile(file);
-      res.writeHead(200, { 'Content-Length': data.length, 'Content-Type': 'application/octet-stream' });
+      const data = (await readFile(file)).subarray(from);
+      res.writeHead(head.status, { ...head.headers, 'Content-Length': data.length, 'Content-Type': 'application/octet-stream', 'Accept-Ranges': 'bytes' });
       const part = data.subarray(0, Math.min(entry.fault.afterBytes, data.length - 1));
       record.bytes = part.length;
       res.write(part, () => res.destroy());
       return;
     }
-    res.writeHead(200, { 'Content-Length': info.size, 'Content-Type': 'application/octet-stream' });
-    record.bytes = req.method === 'HEAD' ? 0 : info.size;
+    res.writeHead(head.status, { ...head.headers, 'Content-Length': info.size - from, 'Content-Type': 'application/octet-stream', 'Accept-Ranges': 'bytes' });
+    record.bytes = req.method === 'HEAD' ? 0 : info.size - from;
     if (req.method === 'HEAD') return void res.end();
-    createReadStream(file).pipe(res);
+    createReadStream(file, { start: from }).pipe(res);
   };
 
   const registry = async (p: string, req: IncomingMessage, res: ServerResponse, record: RequestRecord): Promise<void> => {

@@ -10,7 +10,7 @@ import { execa } from 'execa';
 import { describe, expect, it } from 'vitest';
 
 const provision = 'provision';
-const steps = ['base', 'data-volume', 'kernel', 'firewall', 'k3s', 'helm', 'charts', 'version', 'generalize'];
+const steps = ['base', 'bundle', 'data-volume', 'kernel', 'firewall', 'k3s', 'helm', 'charts', 'version', 'generalize'];
 
 async function shellFiles(): Promise<string[]> {
   const own = (await readdir(provision)).filter((f) => f.endsWith('.sh')).map((f) => path.join(provision, f));

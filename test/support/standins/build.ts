@@ -163,25 +163,25 @@ async function buildCharts(root: string, charts: ArtifactSpec['charts'], work: s
 // ---------------------------------------------------------------------------------------------
 // OCI images
 
-interface Blob {
+export interface Blob {
   digest: string;
   mediaType: string;
   data: Buffer;
 }
 
-interface ImageBlobs {
+export interface ImageBlobs {
   manifest: Blob;
   config: Blob;
   layer: Blob;
 }
 
-function blob(mediaType: string, data: Buffer | string): Blob {
+export function blob(mediaType: string, data: Buffer | string): Blob {
   const buffer = Buffer.isBuffer(data) ? data : Buffer.from(data);
   return { digest: `sha256:${sha256(buffer)}`, mediaType, data: buffer };
 }
 
 /** One single-platform image: a gzipped layer holding /hello.txt, its config and manifest. */
-async function imageBlobs(work: string, name: string, arch: 'amd64' | 'arm64'): Promise<ImageBlobs> {
+export async function imageBlobs(work: string, name: string, arch: 'amd64' | 'arm64'): Promise<ImageBlobs> {
   const tree = await mkdtemp(path.join(work, 'layer-'));
   await writeFile(path.join(tree, 'hello.txt'), `stand-in image ${name} for linux/${arch}\n`);
   const layerTar = path.join(work, `${path.basename(tree)}.tar`);

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { readFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { InputError } from '../../../src/core/errors.js';
 import { loadDefinition, parseDefinition } from '../../../src/definition/load.js';
 
@@ -107,6 +109,21 @@ describe('loading definitions', () => {
     await expect(loadDefinition('test/unit/definition/fixtures/missing-values.yaml')).rejects.toThrow(
       /missing-values\.yaml:\d+:\d+: sizes\.S\.values\.web\[0\]: file not found: test\/unit\/definition\/fixtures\/values\/nope\.yaml/,
     );
+  });
+
+  it('refuses a registry mirror CA file that holds no certificate', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kiln-ca-'));
+    try {
+      const mirror = 'k3s:\n  registryMirror:\n    endpoint: https://registry.internal:5000\n    caFile: ca.pem\n';
+      cpSync('images/values', join(dir, 'values'), { recursive: true });
+      writeFileSync(join(dir, 'def.yaml'), variant('k3s:\n', mirror));
+      writeFileSync(join(dir, 'ca.pem'), 'not a certificate\n');
+      await expect(loadDefinition(join(dir, 'def.yaml'))).rejects.toThrow(/def\.yaml:\d+:\d+: k3s\.registryMirror\.caFile: expected a PEM certificate \(-----BEGIN CERTIFICATE-----\) in .*ca\.pem, found no certificate/);
+      writeFileSync(join(dir, 'ca.pem'), '-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n');
+      await expect(loadDefinition(join(dir, 'def.yaml'))).rejects.toThrow(/found a certificate that does not parse/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('reports a missing file', async () => {
