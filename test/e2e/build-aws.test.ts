@@ -8,7 +8,6 @@ import { DescribeInstancesCommand, EC2Client, ImportKeyPairCommand, RunInstances
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { done, notYet, waitFor } from '../../src/core/wait.js';
 import { generateKeyPair, type SshSession } from '../../src/ssh/index.js';
-import { hostKeysFromConsole } from '../../src/targets/aws/hostkeys.js';
 import { startEc2Fake, type Ec2Fake } from '../fakes/ec2/index.js';
 import { CREDENTIALS } from '../fakes/ec2/testkit.js';
 import { checkAppliance, connectToInstance, fakeGuestsRunning, startCloudWorld, type BuildRun, type CloudWorld } from './support/cloud-world.js';
@@ -86,15 +85,7 @@ describe.skipIf(!isRoot)('kiln build --target aws against the VM-backed EC2 fake
         { what: `instance ${instanceId} to run`, timeoutMs: 5 * 60_000, initialDelayMs: 500 },
       );
       const dataVolume = instance.BlockDeviceMappings?.find((m) => m.DeviceName !== instance.RootDeviceName)?.Ebs?.VolumeId ?? '';
-      // cloud-init prints the host keys on the console, as on EC2.
-      const hostKeys = await waitFor(
-        async () => {
-          const keys = hostKeysFromConsole(await world.machines.consoleOutput(instanceId));
-          return keys.length > 0 ? done(keys) : notYet('no host keys on the console yet');
-        },
-        { what: `host keys on the console of ${instanceId}`, timeoutMs: 20 * 60_000, initialDelayMs: 5000, maxDelayMs: 15_000 },
-      ).catch((err: Error) => Promise.reject(new Error(`${err.message}\n${world.consoleTail()}`)));
-      session = await connectToInstance(instance.PublicIpAddress ?? '', 'ec2-user', key.privateKey, hostKeys);
+      session = await connectToInstance(world, { address: instance.PublicIpAddress ?? '', user: 'ec2-user', privateKey: key.privateKey, readConsole: () => world.machines.consoleOutput(instanceId) });
       await checkAppliance(session, { dataDevice: /^\/dev\/nvme\d+n1$/, user: 'ec2-user', publicKey: key.publicKey });
       // The NVMe controller carries the volume id as its serial, as on a Nitro instance.
       const serial = (await session.run('cat /sys/block/"$(basename "$(findmnt -n -o SOURCE /mnt/data)")"/device/serial')).stdoutTail.trim();

@@ -10,7 +10,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'vitest';
 import type { Manifest } from '../../../src/pipeline/manifest.js';
+import { done, notYet, waitFor } from '../../../src/core/wait.js';
 import { SshSession } from '../../../src/ssh/index.js';
+import { hostKeysFromConsole } from '../../../src/targets/aws/hostkeys.js';
 import { buildBaseImage } from '../../../src/targets/local/base/build.js';
 import { QemuMachines } from '../../fakes/common/qemu-machines.js';
 import { startArtifacts, type ArtifactFixture } from '../../support/provision-fixture.js';
@@ -107,9 +109,19 @@ export async function checkAppliance(session: SshSession, options: { dataDevice:
   expect(await sh('cat /etc/machine-id')).toMatch(/^[0-9a-f]{32}$/);
 }
 
-/** SSH to a machine the fake booted, verifying the host key its console shows. */
-export async function connectToInstance(address: string, user: string, privateKey: string, hostKeys: string[]): Promise<SshSession> {
-  return SshSession.connect({ host: address, port: 22, username: user, privateKey, hostKeys, timeoutMs: 20 * 60_000 });
+/**
+ * SSH to an instance the fake booted, verifying the host key that cloud-init printed on its
+ * console (`readConsole`), as a customer reading the cloud's console would.
+ */
+export async function connectToInstance(world: CloudWorld, instance: { address: string; user: string; privateKey: string; readConsole: () => Promise<string> }): Promise<SshSession> {
+  const hostKeys = await waitFor(
+    async () => {
+      const keys = hostKeysFromConsole(await instance.readConsole());
+      return keys.length > 0 ? done(keys) : notYet('no host keys on the console yet');
+    },
+    { what: `host keys on the console of ${instance.address}`, timeoutMs: 20 * 60_000, initialDelayMs: 5000, maxDelayMs: 15_000 },
+  ).catch((err: Error) => Promise.reject(new Error(`${err.message}\n${world.consoleTail()}`)));
+  return SshSession.connect({ host: instance.address, port: 22, username: instance.user, privateKey: instance.privateKey, hostKeys, timeoutMs: 20 * 60_000 });
 }
 
 /** Whether any process still runs a QEMU guest of this backend (its names start with kiln-fake-). */
