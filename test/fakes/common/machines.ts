@@ -1,6 +1,6 @@
 /**
  * What a cloud fake needs from "real machines". The fast backend (NullMachines) keeps disks and
- * machines as records only, for API-level tests. A VM-backed backend (QEMU, from the local target)
+ * machines as records only, for API-level tests. The VM-backed one (QemuMachines, qemu-machines.ts)
  * implements the same interface for end-to-end runs: disks become qcow2 files, machines become QEMU
  * guests reachable over SSH on their own loopback address, snapshots become image files.
  */
