@@ -1,10 +1,12 @@
 /**
  * Where SSH to a build VM may come from: the plan's sshCidr, else this builder's own public address
  * as a host route (/32 or /128). The lookup is a small pluggable function (tests pass one returning
- * 127.0.0.1); the default asks two well-known "what is my IP" services and accepts only an IP.
+ * 127.0.0.1); the default takes $KILN_BUILDER_ADDRESS when set (a CI runner with a known egress
+ * address and no route to those services), else asks two well-known "what is my IP" services and
+ * accepts only an IP.
  */
 import { isIP } from 'node:net';
-import { KilnError } from '../core/errors.js';
+import { InputError, KilnError } from '../core/errors.js';
 
 /** Returns this machine's public address, as the cloud will see our SSH connections. */
 export type BuilderAddressLookup = (signal?: AbortSignal) => Promise<string>;
@@ -12,6 +14,11 @@ export type BuilderAddressLookup = (signal?: AbortSignal) => Promise<string>;
 const SERVICES = ['https://checkip.amazonaws.com', 'https://api.ipify.org'];
 
 export const lookupPublicAddress: BuilderAddressLookup = async (signal) => {
+  const given = process.env.KILN_BUILDER_ADDRESS?.trim();
+  if (given) {
+    if (isIP(given) === 0) throw new InputError({ field: 'KILN_BUILDER_ADDRESS', message: `expected an IPv4 or IPv6 address, found ${JSON.stringify(given)}` });
+    return given;
+  }
   const problems: string[] = [];
   for (const url of SERVICES) {
     try {

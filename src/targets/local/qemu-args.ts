@@ -16,9 +16,21 @@ export interface DiskSpec {
 }
 
 export interface DataDiskSpec extends DiskSpec {
-  /** Shows up in the guest as /dev/disk/by-id/virtio-<serial>; at most 20 characters. */
+  /**
+   * virtio (default): the guest's /dev/disk/by-id/virtio-<serial>, at most 20 characters. nvme: the
+   * controller's serial (/sys/block/nvmeXnY/device/serial), at most 20. scsi: the unit's serial and
+   * device identification (page 0x83), so udev names it scsi-0<vendor>_<product>_<serial>.
+   */
   serial: string;
+  /** How the disk is attached; the cloud VM fakes use nvme and scsi to look like EBS, GCE and Azure disks. */
+  bus?: DiskBus;
 }
+
+export type DiskBus =
+  | { kind: 'virtio' }
+  | { kind: 'nvme' }
+  /** A disk on a virtio-scsi controller; vendor at most 8 characters, product at most 16. */
+  | { kind: 'scsi'; vendor?: string; product?: string; lun?: number };
 
 export interface GuestForward {
   /** Address and port the guest connects to, inside the user network (e.g. 10.0.2.100:8080). */
@@ -51,6 +63,8 @@ export interface QemuArgsInput {
 }
 
 const SERIAL_PATTERN = /^[A-Za-z0-9_.-]{1,20}$/;
+/** SCSI serials carry GCE device names (up to 63 characters). */
+const SCSI_SERIAL_PATTERN = /^[A-Za-z0-9_.-]{1,63}$/;
 
 export function qemuArgs(input: QemuArgsInput): string[] {
   checkInput(input);
@@ -69,9 +83,10 @@ export function qemuArgs(input: QemuArgsInput): string[] {
     '-device', 'virtio-rng-pci',
   ];
 
-  args.push(...drive('root', input.rootDisk, ['bootindex=0', 'serial=root']));
-  input.dataDisks.forEach((disk, i) => args.push(...drive(`data${i}`, disk, [`serial=${disk.serial}`])));
-  if (input.seedIso) args.push(...drive('seed', { path: input.seedIso, format: 'raw' }, [], true));
+  args.push(...drive('root', input.rootDisk, ['virtio-blk-pci', 'bootindex=0', 'serial=root']));
+  if (input.dataDisks.some((d) => d.bus?.kind === 'scsi')) args.push('-device', 'virtio-scsi-pci,id=scsi0');
+  input.dataDisks.forEach((disk, i) => args.push(...drive(`data${i}`, disk, dataDevice(disk))));
+  if (input.seedIso) args.push(...drive('seed', { path: input.seedIso, format: 'raw' }, undefined, true));
 
   const forwards = [`hostfwd=tcp:${input.sshHostAddress}:${input.sshHostPort}-:22`];
   for (const f of input.guestForwards) {
@@ -90,10 +105,32 @@ export function defaultCpu(accel: Accel): string {
   return accel === 'kvm' ? 'host' : 'max';
 }
 
-function drive(id: string, disk: DiskSpec, deviceOptions: string[], readonly = false): string[] {
+/** The device model and its options (after drive=) for a data disk. */
+function dataDevice(disk: DataDiskSpec): [string, ...string[]] {
+  const bus = disk.bus ?? { kind: 'virtio' };
+  switch (bus.kind) {
+    case 'virtio':
+      return ['virtio-blk-pci', `serial=${disk.serial}`];
+    case 'nvme':
+      return ['nvme', `serial=${disk.serial}`];
+    case 'scsi':
+      return [
+        'scsi-hd',
+        'bus=scsi0.0',
+        ...(bus.lun !== undefined ? ['channel=0', 'scsi-id=0', `lun=${bus.lun}`] : []),
+        ...(bus.vendor ? [`vendor=${optionValue(bus.vendor)}`] : []),
+        ...(bus.product ? [`product=${optionValue(bus.product)}`] : []),
+        `serial=${disk.serial}`,
+        `device_id=${disk.serial}`,
+      ];
+  }
+}
+
+function drive(id: string, disk: DiskSpec, device: [string, ...string[]] = ['virtio-blk-pci'], readonly = false): string[] {
   const driveOptions = [`file=${optionValue(disk.path)}`, 'if=none', `id=${id}`, `format=${disk.format}`];
   driveOptions.push(readonly ? 'readonly=on' : 'discard=unmap,detect-zeroes=unmap');
-  return ['-drive', driveOptions.join(','), '-device', ['virtio-blk-pci', `drive=${id}`, ...deviceOptions].join(',')];
+  const [model, ...options] = device;
+  return ['-drive', driveOptions.join(','), '-device', [model, `drive=${id}`, ...options].join(',')];
 }
 
 /** QEMU option values escape a comma by doubling it. */
@@ -116,7 +153,13 @@ function checkInput(input: QemuArgsInput): void {
     if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(f.guestAddress)) issues.push({ field: `guestForwards.${i}.guestAddress`, message: `${f.guestAddress} is not an IPv4 address` });
   });
   input.dataDisks.forEach((d, i) => {
-    if (!SERIAL_PATTERN.test(d.serial)) issues.push({ field: `dataDisks.${i}.serial`, message: `"${d.serial}" must be 1-20 letters, digits, "_", "-" or "."` });
+    const scsi = d.bus?.kind === 'scsi' ? d.bus : undefined;
+    if (!(scsi ? SCSI_SERIAL_PATTERN : SERIAL_PATTERN).test(d.serial)) {
+      issues.push({ field: `dataDisks.${i}.serial`, message: `"${d.serial}" must be 1-${scsi ? 63 : 20} letters, digits, "_", "-" or "."` });
+    }
+    if (scsi?.vendor !== undefined && !/^[\x20-\x7e]{1,8}$/.test(scsi.vendor)) issues.push({ field: `dataDisks.${i}.bus.vendor`, message: 'must be 1-8 printable ASCII characters' });
+    if (scsi?.product !== undefined && !/^[\x20-\x7e]{1,16}$/.test(scsi.product)) issues.push({ field: `dataDisks.${i}.bus.product`, message: 'must be 1-16 printable ASCII characters' });
+    if (scsi?.lun !== undefined && !(Number.isInteger(scsi.lun) && scsi.lun >= 0 && scsi.lun <= 255)) issues.push({ field: `dataDisks.${i}.bus.lun`, message: 'must be 0-255' });
   });
   if (!Number.isInteger(input.cpus) || input.cpus < 1) issues.push({ field: 'cpus', message: 'must be a positive integer' });
   if (!Number.isInteger(input.memoryMiB) || input.memoryMiB < 128) issues.push({ field: 'memoryMiB', message: 'must be an integer of at least 128' });

@@ -13,11 +13,11 @@ import { asKilnError, KilnError } from '../../core/errors.js';
 import { done, notYet, waitFor } from '../../core/wait.js';
 import type { Accel } from './accel.js';
 import { imageInfo } from './image-info.js';
-import { QEMU_BINARY, qemuArgs, type GuestForward } from './qemu-args.js';
+import { QEMU_BINARY, qemuArgs, type DiskBus, type GuestForward } from './qemu-args.js';
 import { QmpClient } from './qmp.js';
 
 export { createBlankDisk, createOverlay } from './disks.js';
-export type { GuestForward } from './qemu-args.js';
+export type { DiskBus, GuestForward } from './qemu-args.js';
 
 export interface LaunchVmOptions {
   name: string;
@@ -25,7 +25,7 @@ export interface LaunchVmOptions {
   workDir: string;
   /** The VM's own root disk, normally a qcow2 overlay over a base image. */
   rootDisk: string;
-  dataDisks?: { path: string; serial: string }[];
+  dataDisks?: { path: string; serial: string; bus?: DiskBus }[];
   seedIso?: string;
   cpus: number;
   memoryMiB: number;
@@ -96,7 +96,7 @@ export async function launchVm(options: LaunchVmOptions): Promise<VmHandle> {
     cpus: options.cpus,
     memoryMiB: options.memoryMiB,
     rootDisk: { path: path.resolve(options.rootDisk), format: root.format },
-    dataDisks: (options.dataDisks ?? []).map((d, i) => ({ path: path.resolve(d.path), serial: d.serial, format: data[i]?.format ?? 'qcow2' })),
+    dataDisks: (options.dataDisks ?? []).map((d, i) => ({ ...d, path: path.resolve(d.path), format: data[i]?.format ?? 'qcow2' })),
     seedIso: options.seedIso && path.resolve(options.seedIso),
     sshHostAddress: options.sshForward.hostAddress,
     sshHostPort: options.sshForward.hostPort,

@@ -21,6 +21,8 @@ export interface SeedOptions {
   hostKey: Pick<SshKeyPair, 'privateKey' | 'publicKey'>;
   /** Files cloud-init writes early in first boot (before network-online.target), e.g. test faults. */
   files?: { path: string; content: string }[];
+  /** A #cloud-config for the seed's vendor-data: what the platform adds under the user's data. */
+  vendorData?: string;
 }
 
 export interface SeedContent {
@@ -31,7 +33,7 @@ export interface SeedContent {
 
 const YAML_OPTIONS = { lineWidth: 0 } as const;
 
-export function seedContent(options: Omit<SeedOptions, 'path'>): SeedContent {
+export function seedContent(options: Omit<SeedOptions, 'path' | 'vendorData'>): SeedContent {
   checkSeedOptions(options);
   const metaData = stringify({ 'instance-id': options.instanceId, 'local-hostname': options.hostname }, YAML_OPTIONS);
   const userData = `#cloud-config\n${stringify(
@@ -73,14 +75,15 @@ export function seedContent(options: Omit<SeedOptions, 'path'>): SeedContent {
 
 export async function createSeedIso(options: SeedOptions): Promise<SeedContent & { path: string }> {
   const content = seedContent(options);
+  if (options.vendorData !== undefined && !options.vendorData.startsWith('#cloud-config\n')) {
+    throw new InputError({ field: 'vendorData', message: 'vendor data must be a #cloud-config document' });
+  }
+  const files: Record<string, string> = { 'meta-data': content.metaData, 'user-data': content.userData, 'network-config': content.networkConfig };
+  if (options.vendorData !== undefined) files['vendor-data'] = options.vendorData;
   const dir = await mkdtemp(path.join(os.tmpdir(), 'kiln-seed-'));
   try {
-    await Promise.all([
-      writeFile(path.join(dir, 'meta-data'), content.metaData),
-      writeFile(path.join(dir, 'user-data'), content.userData),
-      writeFile(path.join(dir, 'network-config'), content.networkConfig),
-    ]);
-    await runTool('genisoimage', ['-quiet', '-output', path.resolve(options.path), '-volid', 'cidata', '-joliet', '-rock', 'user-data', 'meta-data', 'network-config'], { cwd: dir });
+    await Promise.all(Object.entries(files).map(([name, text]) => writeFile(path.join(dir, name), text)));
+    await runTool('genisoimage', ['-quiet', '-output', path.resolve(options.path), '-volid', 'cidata', '-joliet', '-rock', ...Object.keys(files)], { cwd: dir });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

@@ -1,6 +1,6 @@
 /**
  * What a cloud fake needs from "real machines". The fast backend (NullMachines) keeps disks and
- * machines as records only, for API-level tests. A VM-backed backend (QEMU, from the local target)
+ * machines as records only, for API-level tests. The VM-backed one (QemuMachines, qemu-machines.ts)
  * implements the same interface for end-to-end runs: disks become qcow2 files, machines become QEMU
  * guests reachable over SSH on their own loopback address, snapshots become image files.
  */
@@ -17,7 +17,20 @@ export interface MachineSpec {
   address: string;
   cpus: number;
   memoryMiB: number;
+  /**
+   * How data disks (by id) show themselves to the guest, so that the provisioning scripts find them
+   * the way they do on the cloud. Disks not listed are plain virtio disks; the root disk always is.
+   */
+  devices?: Record<string, DiskDevice>;
 }
+
+export type DiskDevice =
+  /** An EBS volume on a Nitro instance: an NVMe controller whose serial is the volume id without its dash. */
+  | { kind: 'ebs'; volumeId: string }
+  /** A GCE persistent disk: SCSI "Google PersistentDisk" whose id is the device name (by-id scsi-0Google_PersistentDisk_<name>). */
+  | { kind: 'gce'; deviceName: string }
+  /** An Azure data disk: SCSI "Msft Virtual Disk" at that LUN. */
+  | { kind: 'azure'; lun: number };
 
 export interface MachineBackend {
   /** Creates a disk, blank or from a snapshot (an image's disk). */

@@ -22,7 +22,8 @@
  * - Volumes and snapshots: DescribeVolumes, DeleteVolume, DescribeSnapshots, DeleteSnapshot.
  * - Tags: CreateTags, DeleteTags, DescribeTags on every modelled resource.
  * - Faults (FaultInjector), transition delays (Transitions, names in lifecycle.ts), interceptors.
- * - Side effects on disks and machines through a MachineBackend (NullMachines by default).
+ * - Side effects on disks and machines through a MachineBackend (NullMachines by default;
+ *   QemuMachines end to end, every volume an NVMe disk with its volume id as serial).
  *
  * Leaves out: signature verification, multiple accounts (sharing is recorded, not enforced across
  * accounts), IAM, quotas, instance store, ENIs/EIPs beyond the one primary interface, IPv6, egress

@@ -64,6 +64,7 @@ export function machineSpec(state: Ec2State, region: RegionState, instance: Inst
     address: instance.publicIp ?? '',
     cpus: instance.cpus,
     memoryMiB: instance.memoryMiB,
+    devices: Object.fromEntries(instance.volumeIds.map((volumeId) => [volumeId, { kind: 'ebs', volumeId }])),
   };
 }
 

@@ -24,7 +24,9 @@
  *   resourceNotReady, invalid, required, badRequest, conditionNotMet, 401 without a bearer token);
  *   injected 429 rateLimitExceeded / 503 backendError via FaultInjector; per-method interceptors that
  *   answer an error or make the call's operation fail.
- * - machines: every disk/instance side effect goes through MachineBackend (NullMachines by default).
+ * - machines: every disk/instance side effect goes through MachineBackend (NullMachines by default;
+ *   QemuMachines end to end, with `synthesizeHostKeys: false` and data disks under their device
+ *   names). sts.ts stands in for the token exchange of ADC's workload identity federation.
  * - timing: each transition waits for a named Transitions delay (0 by default), see DELAYS.
  *
  * Leaves out: regions/regional operations, snapshots, machine images, instance templates, networks

@@ -3,10 +3,10 @@
  * CIDR, client tokens, error context, and the SDK retry settings the driver uses by default (no
  * test retry strategy) against injected throttling and server errors on the EC2 fake.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { KilnError } from '../../../src/core/errors.js';
 import { generateKeyPair } from '../../../src/ssh/index.js';
-import { sshSource as sshSourceCidr } from '../../../src/targets/builder-address.js';
+import { lookupPublicAddress, sshSource as sshSourceCidr } from '../../../src/targets/builder-address.js';
 import { newestImage } from '../../../src/targets/aws/base-image.js';
 import { clientToken } from '../../../src/targets/aws/copies.js';
 import { AwsDriver } from '../../../src/targets/aws/driver.js';
@@ -61,6 +61,17 @@ describe('small decisions', () => {
     expect(await sshSourceCidr(undefined, async () => '2001:db8::1')).toBe('2001:db8::1/128');
     await expect(sshSourceCidr('10.0.0.0/33', async () => '')).rejects.toThrow(/not a CIDR block/);
     await expect(sshSourceCidr(undefined, async () => '<html>')).rejects.toThrow(/not an IP address/);
+  });
+
+  it('takes the builder address from KILN_BUILDER_ADDRESS when it is set, and only an IP', async () => {
+    vi.stubEnv('KILN_BUILDER_ADDRESS', ' 198.51.100.4 ');
+    try {
+      expect(await sshSourceCidr(undefined, lookupPublicAddress)).toBe('198.51.100.4/32');
+      vi.stubEnv('KILN_BUILDER_ADDRESS', 'my-nat.example.com');
+      await expect(lookupPublicAddress()).rejects.toThrow(/KILN_BUILDER_ADDRESS: expected an IPv4 or IPv6 address/);
+    } finally {
+      vi.unstubAllEnvs();
+    }
   });
 
   it('keeps client tokens within EC2\'s 64 characters, deterministically', () => {

@@ -67,6 +67,27 @@ describe('qemuArgs', () => {
     expect(args).not.toContain('-enable-kvm');
   });
 
+  it('attaches data disks as NVMe or on a virtio-scsi controller with the identity asked for', () => {
+    const args = qemuArgs(
+      argsInput({
+        dataDisks: [
+          { path: '/d/a.qcow2', format: 'qcow2', serial: 'vol0123456789abcdef0', bus: { kind: 'nvme' } },
+          { path: '/d/b.qcow2', format: 'qcow2', serial: 'a-gce-device-name-longer-than-twenty', bus: { kind: 'scsi', vendor: 'Google', product: 'PersistentDisk' } },
+          { path: '/d/c.qcow2', format: 'qcow2', serial: 'lun3', bus: { kind: 'scsi', vendor: 'Msft', product: 'Virtual Disk', lun: 3 } },
+        ],
+      }),
+    );
+    expect(args).toContain('nvme,drive=data0,serial=vol0123456789abcdef0');
+    expect(args.filter((a) => a.startsWith('virtio-scsi-pci'))).toEqual(['virtio-scsi-pci,id=scsi0']);
+    expect(args).toContain('scsi-hd,drive=data1,bus=scsi0.0,vendor=Google,product=PersistentDisk,serial=a-gce-device-name-longer-than-twenty,device_id=a-gce-device-name-longer-than-twenty');
+    expect(args).toContain('scsi-hd,drive=data2,bus=scsi0.0,channel=0,scsi-id=0,lun=3,vendor=Msft,product=Virtual Disk,serial=lun3,device_id=lun3');
+    expect(qemuArgs(argsInput()).some((a) => a.startsWith('virtio-scsi-pci'))).toBe(false);
+    const scsi = (bus: object) => argsInput({ dataDisks: [{ path: '/d', format: 'qcow2', serial: 's', bus: { kind: 'scsi', ...bus } }] });
+    expect(() => qemuArgs(scsi({ vendor: 'TooLongVendor' }))).toThrow(/bus.vendor/);
+    expect(() => qemuArgs(scsi({ lun: 256 }))).toThrow(/bus.lun/);
+    expect(() => qemuArgs(argsInput({ dataDisks: [{ path: '/d', format: 'qcow2', serial: 'a'.repeat(21), bus: { kind: 'nvme' } }] }))).toThrow(InputError);
+  });
+
   it('refuses non-loopback forwards, bad serials and bad sizes', () => {
     expect(() => qemuArgs(argsInput({ sshHostAddress: '0.0.0.0' }))).toThrow(InputError);
     expect(() => qemuArgs(argsInput({ guestForwards: [{ guestAddress: '10.0.2.100', guestPort: 80, hostAddress: '192.168.1.1', hostPort: 80 }] }))).toThrow(InputError);

@@ -54,6 +54,17 @@ describe('NoCloud seed ISO', () => {
     expect(Object.values(network.ethernets).map((e) => [e.match.name, e.dhcp4])).toEqual([['en*', true], ['eth*', true]]);
   });
 
+  it('adds vendor-data when given, and only a #cloud-config', async () => {
+    const iso = path.join(dir, 'vendor.iso');
+    const vendorData = '#cloud-config\nruncmd:\n  - [true]\n';
+    const options = { path: iso, instanceId: 'i-1', hostname: 'h', user: { name: 'kiln', sshPublicKey: userKey.publicKey }, hostKey };
+    await createSeedIso({ ...options, vendorData });
+    const { stdout: listing } = await execa('isoinfo', ['-i', iso, '-R', '-f']);
+    expect(listing.split('\n').sort()).toEqual(['/meta-data', '/network-config', '/user-data', '/vendor-data']);
+    expect(await isoFile(iso, 'vendor-data')).toBe(vendorData.trimEnd());
+    await expect(createSeedIso({ ...options, vendorData: 'runcmd: []\n' })).rejects.toThrow(InputError);
+  });
+
   it('rejects values that are not what cloud-init expects', () => {
     const base = { instanceId: 'i', hostname: 'h', user: { name: 'kiln', sshPublicKey: userKey.publicKey }, hostKey };
     expect(() => seedContent({ ...base, user: { ...base.user, name: 'bad\nname: x' } })).toThrow(InputError);

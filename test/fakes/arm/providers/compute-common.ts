@@ -4,6 +4,7 @@
  * snapshots, 2025-03-03 for galleries), the fake-only records kept on each resource, the per-VM
  * operation queue, and resolving a VM's `imageReference` to disk snapshots.
  */
+import type { DiskDevice } from '../../common/machines.js';
 import { ArmError, armErrors } from '../errors.js';
 import { obj, str, type Core, type Json, type VmSize } from '../kinds.js';
 import type { ResourceRecord } from '../state.js';
@@ -96,6 +97,11 @@ export type RegionState = { state: 'Replicating' | 'Completed' | 'Failed'; progr
 
 export interface VersionInternal extends ImageInternal {
   regions: Record<string, RegionState>;
+}
+
+/** How the machine backend presents a VM's disks: data disks at their LUN. */
+export function lunDevices(disks: { backendId: string; lun?: number }[]): Record<string, DiskDevice> {
+  return Object.fromEntries(disks.flatMap((d) => (d.lun === undefined ? [] : [[d.backendId, { kind: 'azure', lun: d.lun } as const]])));
 }
 
 /** Runs `fn` after every operation queued earlier on this VM, whatever their outcome. */

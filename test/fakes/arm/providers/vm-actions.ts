@@ -13,7 +13,7 @@ import { armErrors } from '../errors.js';
 import type { Reply } from '../hooks.js';
 import { backendError, startLro, type Core, type Json, type RecordHandler, type RequestContext } from '../kinds.js';
 import type { ResourceRecord } from '../state.js';
-import { enqueue, type DiskInternal, type VmInternal } from './compute-common.js';
+import { enqueue, lunDevices, type DiskInternal, type VmInternal } from './compute-common.js';
 
 type Vm = ResourceRecord<VmInternal>;
 type PowerAction = 'powerOff' | 'deallocate' | 'start';
@@ -61,15 +61,17 @@ function powerAction(core: Core, ctx: RequestContext, vm: Vm, action: PowerActio
           if (up) return wait();
           vm.internal.power = 'starting';
           await wait();
+          const disks = vm.internal.disks.map((d) => ({ backendId: core.state.get<DiskInternal>(d.id)?.internal.backendId ?? d.id, lun: d.lun }));
           await core.machines
             .startMachine({
               id: vm.internal.machineId,
-              diskIds: vm.internal.disks.map((d) => core.state.get<DiskInternal>(d.id)?.internal.backendId ?? d.id),
+              diskIds: disks.map((d) => d.backendId),
               sshUser: vm.internal.sshUser,
               sshPublicKey: vm.internal.sshKey,
               address: vm.internal.address,
               cpus: vm.internal.size.cpus,
               memoryMiB: vm.internal.size.memoryMiB,
+              devices: lunDevices(disks),
             })
             .catch(fail);
           vm.internal.machineExists = true;

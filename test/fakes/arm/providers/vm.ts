@@ -36,6 +36,7 @@ import {
   C,
   COMPUTE_API_VERSIONS,
   enqueue,
+  lunDevices,
   resolveImage,
   type DiskInternal,
   type VmDisk,
@@ -280,6 +281,7 @@ function create(core: Core, kind: ResourceKind, ctx: RequestContext, ref: Resour
             address: vm.internal.address,
             cpus: vm.internal.size.cpus,
             memoryMiB: vm.internal.size.memoryMiB,
+            devices: lunDevices(diskRecords.map((d) => ({ backendId: d.rec.internal.backendId, lun: d.plan.lun }))),
           })
           .catch((e: unknown) => {
             throw backendError(e);

@@ -65,14 +65,16 @@ export async function boot(core: GceCore, instance: InstanceRecord): Promise<voi
   if (nat) nat.natIP = address;
   instance.natIP = nat ? address : undefined;
   const key = sshKeyFromMetadata(instance.metadata);
+  const disks = instance.disks.map((d) => ({ id: state.getDisk(instance.project, instance.zone, d.diskName)?.backendId ?? d.diskName, deviceName: d.deviceName }));
   await machines.startMachine({
     id: instance.backendId,
-    diskIds: instance.disks.map((d) => state.getDisk(instance.project, instance.zone, d.diskName)?.backendId ?? d.diskName),
+    diskIds: disks.map((d) => d.id),
     sshUser: key?.user ?? '',
     sshPublicKey: key?.publicKey ?? '',
     address,
     cpus: instance.cpus,
     memoryMiB: instance.memoryMiB,
+    devices: Object.fromEntries(disks.map((d) => [d.id, { kind: 'gce', deviceName: d.deviceName }])),
   });
   await operations.after(INSTANCE_RUNNING);
   instance.status = 'RUNNING';
