@@ -63,7 +63,7 @@ export class ApiLimiter {
     readonly rates: ApiRates,
   ) {
     const throttle = (kind: ApiCallKind): Throttled => {
-      const { limit, interval } = window(rates[kind]);
+      const { limit, interval } = throttleWindow(rates[kind]);
       return pThrottle({ limit, interval, strict: true, onDelay: () => this.counts[kind].delayed++ })((run: () => Promise<unknown>) => run());
     };
     this.throttles = { read: throttle('read'), write: throttle('write') };
@@ -132,7 +132,7 @@ export function keyName(key: LimiterKey): string {
 }
 
 /** A rate as p-throttle's whole number of calls per interval: 2.5/s is 2 calls per 800 ms. */
-function window(perSecond: number): { limit: number; interval: number } {
+function throttleWindow(perSecond: number): { limit: number; interval: number } {
   if (!(perSecond > 0) || !Number.isFinite(perSecond)) throw new RangeError(`a request rate must be a positive number, not ${perSecond}`);
   const limit = Math.max(1, Math.floor(perSecond));
   return { limit, interval: (limit / perSecond) * 1000 };
