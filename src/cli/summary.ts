@@ -18,6 +18,7 @@ export function printSummary(results: BuildResult[], manifestPath: string, out: 
   const leftovers = results.flatMap((r) => r.leftovers);
   if (leftovers.length > 0) {
     out.line();
+    for (const r of results) if (r.sshCommand) out.line(`${r.buildId}: its VM is kept; get in with: ${r.sshCommand}`);
     out.line(`${leftovers.length} resource(s) were kept or could not be deleted; delete them with: kiln cleanup --run ${results[0]?.plan.runId ?? '<run id>'}`);
   }
   out.line(`manifest: ${manifestPath}`);

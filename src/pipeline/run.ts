@@ -3,9 +3,10 @@
  * ledger and one manifest. One failing build does not stop the others unless failFast.
  */
 import { hostname } from 'node:os';
+import { EXIT_BUILD_FAILED, EXIT_INTERRUPTED } from '../core/errors.js';
 import type { Plan } from '../definition/plan.js';
 import type { TargetDriver } from '../targets/target.js';
-import { runBuild, type BuildResult, type OnError, type ProgressEvent } from './build.js';
+import { runBuild, type BuildOptions, type BuildResult, type OnError, type ProgressEvent } from './build.js';
 import { writeJsonDurably } from './durable-file.js';
 import { Ledger } from './ledger.js';
 import { manifestEntry, ManifestWriter, MANIFEST_VERSION, type ManifestBuild } from './manifest.js';
@@ -16,6 +17,8 @@ export interface RunOptions {
   driverFor: (plan: Plan) => TargetDriver;
   stateDir: string;
   onError: OnError;
+  /** With on-error ask: what to do about a failed step. */
+  ask?: BuildOptions['ask'];
   signal: AbortSignal;
   concurrency: number;
   failFast?: boolean;
@@ -65,7 +68,17 @@ export async function runBuilds(options: RunOptions): Promise<RunResult> {
     for (let plan = queue.shift(); plan; plan = queue.shift()) {
       if (signal.aborted) break;
       await manifest.update({ ...pendingEntry(plan), status: 'running' });
-      const result = await runBuild({ plan, driver: options.driverFor(plan), ledger, paths, onError: options.onError, signal, resume: options.resume, onProgress: options.onProgress });
+      const result = await runBuild({
+        plan,
+        driver: options.driverFor(plan),
+        ledger,
+        paths,
+        onError: options.onError,
+        ask: options.ask,
+        signal,
+        resume: options.resume,
+        onProgress: options.onProgress,
+      });
       results.push(result);
       await manifest.update(manifestEntry(result));
       options.onBuildDone?.(result);
@@ -74,6 +87,12 @@ export async function runBuilds(options: RunOptions): Promise<RunResult> {
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, options.plans.length)) }, worker));
   return { runId: first.runId, paths, results };
+}
+
+/** The exit code of a finished run: 0 when every planned build succeeded, 130 when interrupted, else 1. */
+export function runExitCode(run: RunResult, planned: number): number {
+  if (run.results.some((r) => r.status === 'interrupted')) return EXIT_INTERRUPTED;
+  return run.results.length === planned && run.results.every((r) => r.status === 'succeeded') ? 0 : EXIT_BUILD_FAILED;
 }
 
 function pendingEntry(plan: Plan): ManifestBuild {
