@@ -84,6 +84,18 @@ export function fastRetries(maxAttempts = 12): NonNullable<EC2ClientConfig['retr
   };
 }
 
+/** A driver's options against the fake at `url`: fast retries, waiters and polls; SSH to the sshd's port. */
+export function testDriverOptions(url: string, sshPort: number): AwsDriverOptions {
+  return {
+    clientConfig: { endpoint: url, credentials: CREDENTIALS, region: REGION, retryStrategy: fastRetries() },
+    builderAddress: async () => '127.0.0.1',
+    timing: { pollMs: 5, waiterMinDelay: 0.01, waiterMaxDelay: 0.05, consistencyMs: 400 },
+    timeouts: { runningMs: 20_000, stopMs: 20_000, imageMs: 20_000, copyMs: 20_000, terminateMs: 20_000, dependencyMs: 20_000, hostKeysMs: 3_000 },
+    sshEndpoint: { port: sshPort },
+    regions: ALL_REGIONS,
+  };
+}
+
 export interface World {
   fake: Ec2Fake;
   sshd: TestSshd;
@@ -113,15 +125,7 @@ export async function startWorld(fakeOptions: Ec2FakeOptions = {}): Promise<Worl
   const drivers: AwsDriver[] = [];
 
   const driver = (options: Partial<AwsDriverOptions> = {}): AwsDriver => {
-    const d = new AwsDriver({
-      clientConfig: { endpoint: fake.url, credentials: CREDENTIALS, region: REGION, retryStrategy: fastRetries() },
-      builderAddress: async () => '127.0.0.1',
-      timing: { pollMs: 5, waiterMinDelay: 0.01, waiterMaxDelay: 0.05, consistencyMs: 400 },
-      timeouts: { runningMs: 20_000, stopMs: 20_000, imageMs: 20_000, copyMs: 20_000, terminateMs: 20_000, dependencyMs: 20_000, hostKeysMs: 3_000 },
-      sshEndpoint: { port: sshd.port },
-      regions: ALL_REGIONS,
-      ...options,
-    });
+    const d = new AwsDriver({ ...testDriverOptions(fake.url, sshd.port), ...options });
     drivers.push(d);
     return d;
   };
