@@ -9,6 +9,7 @@ import type { EC2ClientConfig } from '@aws-sdk/client-ec2';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { KilnError } from '../../../src/core/errors.js';
 import { loadDefinition } from '../../../src/definition/load.js';
 import type { AwsTargetPlan, Plan } from '../../../src/definition/plan.js';
 import { resolve } from '../../../src/definition/resolve.js';
@@ -159,6 +160,15 @@ export async function startWorld(fakeOptions: Ec2FakeOptions = {}): Promise<Worl
 }
 
 export const aws = (plan: Plan) => plan.targetPlan as AwsTargetPlan;
+
+/** A driver whose provisioning fails (nothing may run on this host, so the failure is the driver's). */
+export function failingProvision(driver: AwsDriver): AwsDriver {
+  const failing = Object.create(driver) as AwsDriver;
+  failing.runtimeEnv = async () => {
+    throw new KilnError('PROVISION', 'provisioning step data-volume failed (exit 1)');
+  };
+  return failing;
+}
 
 /** The plan's tags plus Name, as a Map like the fake keeps them. */
 export function tagsOf(plan: Plan, name: string): Map<string, string> {
