@@ -1,22 +1,20 @@
 import type { Command } from 'commander';
 import { dirname } from 'node:path';
 import { verifyBundle } from '../bundle/index.js';
-import { EXIT_BUILD_FAILED, InputError } from '../core/errors.js';
+import { InputError } from '../core/errors.js';
 import { loadDefinition } from '../definition/load.js';
 import type { Plan } from '../definition/plan.js';
 import { SIZES, TARGETS } from '../definition/schema.js';
+import type { OnError } from '../pipeline/build.js';
 import { buildMatrix } from '../pipeline/matrix.js';
 import { newRunId } from '../pipeline/run-id.js';
-import { runBuilds } from '../pipeline/run.js';
 import { stateDir } from '../pipeline/state-dir.js';
 import { driversFor } from '../targets/drivers.js';
 import { RateLimits } from '../targets/rate-limits.js';
+import { runAndReport } from './build-run.js';
 import { apiRateOption, collectMirrors, localForwardOption, mirrorOption, parseApiRates, parseLocalForward, parseLocalNetwork } from './options.js';
 import { CommandExit } from './exit.js';
 import type { Output } from './output.js';
-import { createProgress } from './progress.js';
-import { onInterrupt } from './signals.js';
-import { printSummary } from './summary.js';
 
 interface BuildFlags {
   target: string;
@@ -51,7 +49,7 @@ export function registerBuild(program: Command, out: Output): void {
     .requiredOption('-V, --version <version>', 'product version, e.g. 5.2.0')
     .option(...mirrorOption)
     .option('--bundle <file>', 'offline bundle (kiln bundle) to take every artifact from: no provisioning step downloads anything')
-    .option('--on-error <mode>', 'cleanup (delete everything) or abort (keep it for debugging)', 'cleanup')
+    .option('--on-error <mode>', 'cleanup (delete everything), abort (keep it for debugging) or ask (on a terminal: cleanup, abort or retry the step)', 'cleanup')
     .option('--concurrency <n>', 'builds running at once', '4')
     .option('--fail-fast', 'stop the other builds when one fails')
     .option('--no-publish', 'build and capture only: no region copies, sharing, family or gallery version (nightly test builds)')
@@ -71,9 +69,7 @@ export function registerBuild(program: Command, out: Output): void {
 }
 
 async function build(path: string, flags: BuildFlags, out: Output): Promise<number> {
-  if (flags.onError !== 'cleanup' && flags.onError !== 'abort') {
-    throw new InputError({ field: '--on-error', message: `expected cleanup or abort, found ${JSON.stringify(flags.onError)}` });
-  }
+  const onError = parseOnError(flags.onError);
   const concurrency = Number(flags.concurrency);
   if (!Number.isInteger(concurrency) || concurrency < 1) throw new InputError({ field: '--concurrency', message: `expected a whole number >= 1, found ${JSON.stringify(flags.concurrency)}` });
   const rateLimits = new RateLimits(parseApiRates(flags.apiRate));
@@ -95,31 +91,18 @@ async function build(path: string, flags: BuildFlags, out: Output): Promise<numb
   const driverFor = (plan: Plan) => driverOf(plan.target);
 
   out.line(`run ${runId}: ${plans.length} build(s) of ${loaded.definition.name} ${flags.version}${flags.publish ? '' : ' (not published: private images in the build region only)'}; state in ${stateDir()}/runs/${runId}`);
-  const progress = createProgress(plans.map((p) => p.buildId), out, flags.verbose ?? false);
-  const interrupt = onInterrupt({
-    first: () => out.error('interrupted: undoing what the builds created (Ctrl-C again to stop waiting)'),
-    second: () => out.error(`stopped waiting; anything left is in the ledger: run  kiln cleanup --run ${runId}`),
-  });
-  try {
-    const run = await runBuilds({
-      plans,
-      driverFor,
-      stateDir: stateDir(),
-      onError: flags.onError,
-      signal: interrupt.signal,
-      concurrency,
-      failFast: flags.failFast,
-      resume: flags.resume !== undefined,
-      validate: flags.validate,
-      manifestPath: flags.manifest,
-      onProgress: (e) => progress.event(e),
-      onBuildDone: (r) => progress.buildDone(r),
-    });
-    await progress.finish();
-    printSummary(run, flags.manifest, out);
-    return run.results.every((r) => r.status === 'succeeded') ? 0 : EXIT_BUILD_FAILED;
-  } finally {
-    interrupt.dispose();
-  }
+  return runAndReport(
+    { plans, driverFor, onError, concurrency, failFast: flags.failFast, resume: flags.resume !== undefined, validate: flags.validate, manifest: flags.manifest, verbose: flags.verbose ?? false },
+    out,
+  );
 }
 
+function parseOnError(value: string): OnError {
+  if (value !== 'cleanup' && value !== 'abort' && value !== 'ask') {
+    throw new InputError({ field: '--on-error', message: `expected cleanup, abort or ask, found ${JSON.stringify(value)}` });
+  }
+  if (value === 'ask' && !process.stdin.isTTY) {
+    throw new InputError({ field: '--on-error', message: 'ask needs a terminal to ask on, and stdin is not one (CI, a pipe, a service): use cleanup or abort' });
+  }
+  return value;
+}

@@ -2,12 +2,12 @@
  * SIGINT/SIGTERM handling for long commands: the first signal aborts (builds undo what they
  * created, under a deadline of their own); the second says what is left and exits at once.
  */
+import { EXIT_INTERRUPTED } from '../core/errors.js';
+
 export interface Interrupt {
   signal: AbortSignal;
   dispose(): void;
 }
-
-export const EXIT_INTERRUPTED = 130;
 
 export function onInterrupt(handlers: { first: () => void; second: () => void }): Interrupt {
   const controller = new AbortController();

@@ -26,6 +26,8 @@ export function printSummary(run: Pick<RunResult, 'results' | 'durationMs' | 'ru
   out.line(totals(run));
   const leftovers = results.flatMap((r) => r.leftovers);
   if (leftovers.length > 0) {
+    out.line();
+    for (const r of results) if (r.sshCommand) out.line(`${r.buildId}: its VM is kept; get in with: ${r.sshCommand}`);
     out.line(`${leftovers.length} resource(s) were kept or could not be deleted; delete them with: kiln cleanup --run ${run.runId}`);
   }
   out.line(`manifest: ${manifestPath}`);

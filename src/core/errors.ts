@@ -6,6 +6,8 @@
 
 export const EXIT_BUILD_FAILED = 1;
 export const EXIT_INPUT = 2;
+/** Stopped by SIGINT/SIGTERM (128 + SIGINT), after undoing what it could. */
+export const EXIT_INTERRUPTED = 130;
 
 export type KilnErrorCode =
   | 'INPUT' // bad definition, flag or file: the user can fix it

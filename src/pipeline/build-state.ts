@@ -4,7 +4,7 @@
  */
 import type { Artifact } from '../targets/target.js';
 import type { PipelineStepName } from '../definition/plan.js';
-import { readJsonIfExists, writeJsonDurably } from './durable-file.js';
+import { readJsonIfExists, removeStaleTemps, writeJsonDurably } from './durable-file.js';
 
 export interface BuildStateData {
   buildId: string;
@@ -20,6 +20,7 @@ export class BuildState {
   ) {}
 
   static async open(path: string, buildId: string): Promise<BuildState> {
+    await removeStaleTemps(path);
     const existing = await readJsonIfExists<BuildStateData>(path);
     return new BuildState(path, existing ?? { buildId, completed: [], facts: {}, artifacts: [] });
   }

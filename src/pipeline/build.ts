@@ -2,14 +2,16 @@
  * One build: the plan's steps in order (prepare, launch, connect, provision, stop, capture,
  * publish), each under its own deadline, every created resource in the ledger. On success the
  * temporary resources are deleted and the artifacts released; on failure or interrupt everything is
- * undone in reverse order (unless on-error is abort, which keeps it all for debugging).
+ * undone in reverse order (unless on-error is abort, which keeps it all for debugging and says how
+ * to get into the VM; or ask, which lets a person choose, or run the failed step again).
  */
+import { resolve as resolvePath } from 'node:path';
 import { formatDuration } from '../core/duration.js';
 import { asKilnError, KilnError } from '../core/errors.js';
 import type { PipelineStepName, Plan } from '../definition/plan.js';
 import { runProvisioning } from '../provision/runner.js';
-import { SshSession } from '../ssh/index.js';
-import type { Artifact, TargetDriver } from '../targets/target.js';
+import { sshCommandLine, SshSession } from '../ssh/index.js';
+import type { Artifact, SshAccess, TargetDriver } from '../targets/target.js';
 import { BuildLog } from './build-log.js';
 import { BuildState } from './build-state.js';
 import { ResourceRecorder, type BuildContext } from './context.js';
@@ -35,7 +37,19 @@ export const DEFAULT_STEP_TIMEOUTS_MS: Record<PipelineStepName, number> = {
   publish: 180 * 60_000,
 };
 
-export type OnError = 'cleanup' | 'abort';
+/** What a failed build does: delete everything, keep everything, or ask (cleanup, abort or retry the step). */
+export type OnError = 'cleanup' | 'abort' | 'ask';
+
+/** What the person asked after a failed step chose. */
+export type FailureChoice = 'cleanup' | 'abort' | 'retry';
+
+export interface FailedStep {
+  buildId: string;
+  step: PipelineStepName;
+  error: KilnError;
+  /** Aborted by an interrupt: the question is moot then. */
+  signal: AbortSignal;
+}
 
 export interface BuildOptions {
   plan: Plan;
@@ -43,6 +57,8 @@ export interface BuildOptions {
   ledger: Ledger;
   paths: RunPaths;
   onError: OnError;
+  /** With on-error ask: asks what to do about a failed step (the CLI asks on the terminal). */
+  ask?: (failed: FailedStep) => Promise<FailureChoice>;
   /** Aborted on SIGINT/SIGTERM. */
   signal: AbortSignal;
   /** Continue from the first step not completed (the VM must still exist). */
@@ -74,6 +90,8 @@ export interface BuildResult {
   /** When the build started and ended (cleanup included), ISO 8601; absent for a build never started. */
   startedAt?: string;
   finishedAt?: string;
+  /** With on-error abort, when the VM kept is running: how to get in. */
+  sshCommand?: string;
 }
 
 export async function runBuild(options: BuildOptions): Promise<BuildResult> {
@@ -86,15 +104,21 @@ export async function runBuild(options: BuildOptions): Promise<BuildResult> {
   const result: BuildResult = { buildId: plan.buildId, plan, status: 'succeeded', artifacts: [], timingsMs: {}, leftovers: [], startedAt: new Date().toISOString() };
   let session: SshSession | undefined;
   let current: PipelineStepName | undefined;
+  /** How the VM was reached, once connect has asked the driver. */
+  let access: SshAccess | undefined;
+  /** The choice made about a failed step, with on-error ask. */
+  let choice: FailureChoice | undefined;
+  const open = (c: BuildContext) => openSession(c, driver, stepTimeout(options, 'connect'), (a) => (access = a));
 
   const steps: Record<PipelineStepName, (step: BuildContext) => Promise<Artifact[] | void>> = {
     prepare: (c) => driver.prepare(c),
     launch: (c) => driver.launch(c),
     connect: async (c) => {
-      session = await openSession(c, driver, stepTimeout(options, 'connect'));
+      session?.close();
+      session = await open(c);
     },
     provision: async (c) => {
-      session ??= await openSession(c, driver, stepTimeout(options, 'connect'));
+      session ??= await open(c);
       await runProvisioning({ session, steps: plan.provision, runtimeEnv: await driver.runtimeEnv(c), log: log.line, signal: c.signal });
     },
     stop: async (c) => {
@@ -117,6 +141,35 @@ export async function runBuild(options: BuildOptions): Promise<BuildResult> {
   /** The step abandoned at its deadline or by an interrupt, still settling. */
   let abandoned: Promise<unknown> | undefined;
 
+  /** Runs a step; with on-error ask, a failure is put to the person, who may have it run again. */
+  const attempt = async (step: PipelineStepName): Promise<Artifact[] | void> => {
+    for (;;) {
+      const before = Math.max(0, ...ledger.entries({ build: plan.buildId }).map((e) => e.seq));
+      log.record(`step ${step}: started`);
+      emit({ type: 'step', buildId: plan.buildId, step, status: 'started' });
+      try {
+        return await withDeadline((c) => steps[step](c), step, stepTimeout(options, step), ctx, (p) => (abandoned = p));
+      } catch (err) {
+        if (options.onError !== 'ask' || !options.ask || options.signal.aborted) throw err;
+        if (abandoned) await settle(abandoned, ABANDONED_STEP_GRACE_MS, log.line);
+        abandoned = undefined;
+        const error = asKilnError(err);
+        log.line(`build ${plan.buildId} failed in step ${step}: ${error.message}`);
+        try {
+          choice = await options.ask({ buildId: plan.buildId, step, error, signal: options.signal });
+        } catch (askErr) {
+          log.line(`on-error ask: no answer (${asKilnError(askErr).message}); cleaning up`);
+          throw err;
+        }
+        if (choice !== 'retry') throw err;
+        // What the failed attempt made goes first: a step run again makes it anew, under the same names.
+        const made = await undo(ledger, () => driver, { build: plan.buildId, after: before, log: log.line });
+        if (made.length > 0) throw err;
+        log.line(`on-error ask: running step ${step} again`);
+      }
+    }
+  };
+
   try {
     log.line(`build ${plan.buildId}: ${plan.definition.name} ${plan.version} size ${plan.size} on ${plan.target} (run ${plan.runId})`);
     for (const step of options.validate ? VALIDATED_STEP_ORDER : STEP_ORDER) {
@@ -128,16 +181,16 @@ export async function runBuild(options: BuildOptions): Promise<BuildResult> {
         continue;
       }
       current = step;
-      log.record(`step ${step}: started`);
-      emit({ type: 'step', buildId: plan.buildId, step, status: 'started' });
       const started = Date.now();
-      const produced = await withDeadline((c) => steps[step](c), step, stepTimeout(options, step), ctx, (p) => (abandoned = p));
+      const produced = await attempt(step);
       result.timingsMs[step] = Date.now() - started;
       await state.complete(step, produced ?? []);
       log.record(`step ${step}: done in ${formatDuration(result.timingsMs[step])}`);
       emit({ type: 'step', buildId: plan.buildId, step, status: 'done' });
     }
     current = undefined;
+    // An interrupt after the last step still undoes the build: its images have not been released yet.
+    options.signal.throwIfAborted();
     result.artifacts = [...state.artifacts];
     result.sourceImage = state.fact('sourceImage');
     emit({ type: 'cleanup', buildId: plan.buildId });
@@ -146,18 +199,22 @@ export async function runBuild(options: BuildOptions): Promise<BuildResult> {
     result.leftovers = await undo(ledger, () => driver, { build: plan.buildId, log: log.line });
   } catch (err) {
     session?.close();
-    const error = options.signal.aborted ? new KilnError('INTERRUPTED', `build interrupted during ${current ?? 'startup'}`, { step: current }) : asKilnError(err);
+    const error = options.signal.aborted ? new KilnError('INTERRUPTED', `build interrupted ${current ? `during ${current}` : 'before it finished'}`, { step: current }) : asKilnError(err);
     result.status = options.signal.aborted ? 'interrupted' : 'failed';
     result.error = error;
     result.failedStep = current;
     result.sourceImage = state.fact('sourceImage');
     log.line(`build ${plan.buildId} ${result.status} in step ${current ?? '?'}: ${error.message}`);
     if (abandoned) await settle(abandoned, ABANDONED_STEP_GRACE_MS, log.line);
-    if (options.onError === 'cleanup') {
+    // Ask mode without an answer (interrupted while asking) cleans up.
+    if ((choice ?? options.onError) !== 'abort') {
       emit({ type: 'cleanup', buildId: plan.buildId });
       result.leftovers = await undo(ledger, () => driver, { build: plan.buildId, log: log.line });
     } else {
       result.leftovers = ledger.entries({ build: plan.buildId });
+      const vmUp = state.completed.includes('launch') && !state.completed.includes('stop');
+      if (access && vmUp) result.sshCommand = sshCommandLine(access, resolvePath(buildPaths.sshKey));
+      if (result.sshCommand) log.line(`on-error abort: get in with: ${result.sshCommand}`);
       log.line(`on-error abort: kept ${result.leftovers.length} resource(s); delete them with: kiln cleanup --run ${plan.runId}`);
     }
   } finally {
@@ -169,9 +226,10 @@ export async function runBuild(options: BuildOptions): Promise<BuildResult> {
   return result;
 }
 
-async function openSession(ctx: BuildContext, driver: TargetDriver, timeoutMs: number): Promise<SshSession> {
+async function openSession(ctx: BuildContext, driver: TargetDriver, timeoutMs: number, found: (access: SshAccess) => void): Promise<SshSession> {
   const access = await driver.sshAccess(ctx);
   ctx.log.addSecret(access.privateKey);
+  found(access);
   return SshSession.connect({
     host: access.host,
     port: access.port,

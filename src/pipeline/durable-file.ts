@@ -1,9 +1,11 @@
 /**
  * Atomic, durable JSON files: write to a temporary file, fsync it, rename it over the target, fsync
- * the directory. A reader (or a crash at any point) sees the old content or the new, never half.
+ * the directory. A reader (or a crash at any point) sees the old content or the new, never half;
+ * a process killed mid-write leaves its temporary file, which the next reader removes.
  */
-import { open, readFile, rename, mkdir } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { open, readdir, readFile, rename, mkdir, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { isProcessAlive } from '../core/process-alive.js';
 
 export async function writeJsonDurably(path: string, value: unknown, mode = 0o600): Promise<void> {
   await mkdir(dirname(path), { recursive: true, mode: 0o700 });
@@ -57,5 +59,20 @@ export class GroupCommit {
     this.next = next;
     this.inFlight = next;
     return next;
+  }
+}
+
+/** Removes the `<path>.<pid>.tmp` files of writers that died mid-write (kill -9): the file itself is whole. */
+export async function removeStaleTemps(path: string): Promise<void> {
+  const prefix = `${basename(path)}.`;
+  let names: string[];
+  try {
+    names = await readdir(dirname(path));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = Number(name.startsWith(prefix) && name.endsWith('.tmp') ? name.slice(prefix.length, -'.tmp'.length) : NaN);
+    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && !isProcessAlive(pid)) await rm(join(dirname(path), name), { force: true });
   }
 }

@@ -6,7 +6,7 @@
  * Every change is on disk (atomic write + fsync) before kiln goes on.
  */
 import type { TargetName } from '../definition/schema.js';
-import { GroupCommit, readJsonIfExists, writeJsonDurably } from './durable-file.js';
+import { GroupCommit, readJsonIfExists, removeStaleTemps, writeJsonDurably } from './durable-file.js';
 
 export const LEDGER_FORMAT = 1;
 
@@ -57,6 +57,7 @@ export class Ledger {
   }
 
   static async open(path: string, runId: string): Promise<Ledger> {
+    await removeStaleTemps(path);
     const existing = await readJsonIfExists<LedgerFile>(path);
     return new Ledger(path, existing ?? { format: LEDGER_FORMAT, runId, nextSeq: 1, entries: [] });
   }

@@ -5,10 +5,10 @@
  * started are reported as interrupted, so the results and the manifest always cover every plan.
  */
 import { hostname } from 'node:os';
-import { asKilnError, KilnError } from '../core/errors.js';
+import { asKilnError, EXIT_BUILD_FAILED, EXIT_INTERRUPTED, KilnError } from '../core/errors.js';
 import type { Plan } from '../definition/plan.js';
 import type { TargetDriver } from '../targets/target.js';
-import { runBuild, type BuildResult, type OnError, type ProgressEvent } from './build.js';
+import { runBuild, type BuildOptions, type BuildResult, type OnError, type ProgressEvent } from './build.js';
 import { writeJsonDurably } from './durable-file.js';
 import { Ledger } from './ledger.js';
 import { manifestEntry, ManifestWriter, MANIFEST_VERSION, type ManifestBuild } from './manifest.js';
@@ -19,6 +19,8 @@ export interface RunOptions {
   driverFor: (plan: Plan) => TargetDriver;
   stateDir: string;
   onError: OnError;
+  /** With on-error ask: what to do about a failed step. */
+  ask?: BuildOptions['ask'];
   signal: AbortSignal;
   concurrency: number;
   failFast?: boolean;
@@ -110,6 +112,7 @@ async function buildOne(plan: Plan, options: RunOptions, run: { ledger: Ledger; 
       ledger: run.ledger,
       paths: run.paths,
       onError: options.onError,
+      ask: options.ask,
       signal: run.signal,
       resume: options.resume,
       validate: options.validate,
@@ -140,6 +143,14 @@ function notStarted(plan: Plan, why: string): BuildResult {
     timingsMs: {},
     leftovers: [],
   };
+}
+
+/** The exit code of a finished run: 0 when every planned build succeeded, 130 when interrupted, else 1. */
+export function runExitCode(run: RunResult, planned: number): number {
+  // A failure wins over the builds --fail-fast then stopped (reported as interrupted).
+  if (run.results.some((r) => r.status === 'failed')) return EXIT_BUILD_FAILED;
+  if (run.results.some((r) => r.status === 'interrupted')) return EXIT_INTERRUPTED;
+  return run.results.length === planned && run.results.every((r) => r.status === 'succeeded') ? 0 : EXIT_BUILD_FAILED;
 }
 
 function pendingEntry(plan: Plan): ManifestBuild {

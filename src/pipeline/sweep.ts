@@ -9,6 +9,7 @@ import { readdir } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { KilnError } from '../core/errors.js';
+import { isProcessAlive } from '../core/process-alive.js';
 import type { TargetName } from '../definition/schema.js';
 import type { TaggedResource, TargetDriver } from '../targets/target.js';
 import { readJsonIfExists } from './durable-file.js';
@@ -112,13 +113,7 @@ function asEntry(resource: TaggedResource): LedgerEntry {
 }
 
 function ownerIsAlive(owner: RunOwner): boolean {
-  if (owner.host !== hostname()) return false;
-  try {
-    process.kill(owner.pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
+  return owner.host === hostname() && isProcessAlive(owner.pid);
 }
 
 async function runIdsIn(stateDir: string): Promise<string[]> {

@@ -13,11 +13,16 @@ export interface UndoOptions {
   timeoutMs?: number;
   build?: string;
   role?: ResourceRole;
+  /** Only entries recorded after this ledger sequence number (what one step attempt made). */
+  after?: number;
 }
 
 export async function undo(ledger: Ledger, driverFor: (entry: LedgerEntry) => TargetDriver, options: UndoOptions): Promise<LedgerEntry[]> {
   const signal = AbortSignal.timeout(options.timeoutMs ?? 60 * 60_000);
-  const entries = ledger.entries({ build: options.build, role: options.role }).sort((a, b) => b.seq - a.seq);
+  const entries = ledger
+    .entries({ build: options.build, role: options.role })
+    .filter((e) => e.seq > (options.after ?? 0))
+    .sort((a, b) => b.seq - a.seq);
   const left: LedgerEntry[] = [];
   for (const entry of entries) {
     const label = describeEntry(entry);

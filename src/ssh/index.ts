@@ -3,6 +3,7 @@ export { generateKeyPair, fingerprint, fingerprintOfBlob, expectedFingerprint, p
 export { connect, isDisconnected, SshDisconnectedError, type Connection, type ConnectOptions } from './connect.js';
 export { DEFAULT_EXEC_TIMEOUT_MS, type ExecOptions, type ExecResult, type OutputStream } from './exec.js';
 export { secret, shellQuote, type EnvValue, type SecretValue } from './shell.js';
+export { sshCommandLine } from './command.js';
 export { sha256File, type UploadFileOptions, type UploadFileResult } from './upload-file.js';
 export { type UploadTreeResult } from './upload-tree.js';
 export { type UploadOptions } from './upload-host.js';

@@ -9,6 +9,8 @@ import type { LedgerEntry } from '../../src/pipeline/ledger.js';
 import type { Artifact, DestroyOptions, SshAccess, TargetDriver } from '../../src/targets/target.js';
 
 export type Misbehaviour = 'fail' | 'hang' | 'ignore-signal-then-create';
+/** A misbehaviour, or a function saying at each call whether there is one (a failure fixed meanwhile). */
+export type Misbehave = Partial<Record<PipelineStepName, Misbehaviour | (() => Misbehaviour | undefined)>>;
 
 export class ScriptedDriver implements TargetDriver {
   readonly name = 'local' as const;
@@ -20,7 +22,7 @@ export class ScriptedDriver implements TargetDriver {
 
   constructor(
     private readonly ssh: Omit<SshAccess, 'privateKey'> & { privateKey: string },
-    private readonly misbehave: Partial<Record<PipelineStepName, Misbehaviour>> = {},
+    private readonly misbehave: Misbehave = {},
   ) {}
 
   private async make(ctx: BuildContext, kind: string, role: 'temporary' | 'artifact' = 'temporary'): Promise<string> {
@@ -34,7 +36,8 @@ export class ScriptedDriver implements TargetDriver {
 
   private async step(ctx: BuildContext, step: PipelineStepName): Promise<void> {
     this.calls.push(step);
-    const how = this.misbehave[step];
+    const rule = this.misbehave[step];
+    const how = typeof rule === 'function' ? rule() : rule;
     if (how === 'fail') throw new Error(`${step} failed on purpose`);
     if (how === 'hang') await aborted(ctx.signal);
     if (how === 'ignore-signal-then-create') {

@@ -2,15 +2,16 @@
  * The capture and publish steps on GCE: images from the stopped instance's boot and data disks
  * (each in the ledger as an artifact before it is waited on; the family only on the root image),
  * then IAM bindings on both and deprecation of the family's previous image, the one the family
- * resolved to before this build's image joined it (never this build's own).
+ * resolved to before this build's image joined it (never this build's own), and last the
+ * `kiln-published` label that keeps a sweep from taking them.
  */
 import type { GcpTargetPlan } from '../../definition/plan.js';
 import type { BuildContext } from '../../pipeline/context.js';
 import type { Artifact } from '../target.js';
 import type { GceApi, Scope } from './client.js';
-import { deprecateImage, imageFromFamily, imagePath, shareImage, startImageInsert, waitImageReady, type ImageSpec } from './images.js';
+import { addImageLabels, deprecateImage, imageFromFamily, imagePath, shareImage, startImageInsert, waitImageReady, type ImageSpec } from './images.js';
 import { diskPath } from './instance.js';
-import { gceLabels } from './labels.js';
+import { gceLabels, PUBLISHED_LABEL } from './labels.js';
 
 const PREVIOUS = 'previousFamilyImage';
 
@@ -54,15 +55,20 @@ export async function publishImages(api: GceApi, ctx: BuildContext, t: GcpTarget
   const scope: Scope = { log: ctx.log.line, signal: ctx.signal };
   const images = captured.filter((a) => a.kind === 'image' && a.name);
   for (const image of images) await shareImage(api, scope, project, String(image.name), t.publish.iam);
-  if (!t.publish.deprecatePrevious || !t.publish.family) return;
+  if (t.publish.deprecatePrevious && t.publish.family) await deprecatePrevious(api, ctx, t.publish.family, project, images, timeoutMs);
+  // Last: from now on the images are products, which `kiln cleanup --sweep` leaves alone.
+  for (const image of images) await addImageLabels(api, scope, project, String(image.name), { [PUBLISHED_LABEL]: 'true' }, timeoutMs);
+}
+
+async function deprecatePrevious(api: GceApi, ctx: BuildContext, family: string, project: string, images: Artifact[], timeoutMs: number): Promise<void> {
   const previous = ctx.state.fact(PREVIOUS);
   const root = images.find((a) => a.disk === 'root');
   if (!previous || !root) {
-    ctx.log.line(`gcp: family ${t.publish.family} had no earlier image to deprecate`);
+    ctx.log.line(`gcp: family ${family} had no earlier image to deprecate`);
   } else if (images.some((a) => a.name === previous)) {
     ctx.log.line(`gcp: not deprecating ${previous}: it is this build's own image`);
   } else {
-    await deprecateImage(api, scope, project, previous, root.id, timeoutMs);
-    ctx.log.line(`gcp: deprecated ${previous} in family ${t.publish.family}, replaced by ${root.name}`);
+    await deprecateImage(api, { log: ctx.log.line, signal: ctx.signal }, project, previous, root.id, timeoutMs);
+    ctx.log.line(`gcp: deprecated ${previous} in family ${family}, replaced by ${root.name}`);
   }
 }

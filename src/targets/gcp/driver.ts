@@ -6,14 +6,14 @@
  * family's previous image. Every resource is in the ledger (project as `group`, zone as `zone`) before
  * its create call, so `destroy` works from a fresh driver given only a ledger entry.
  */
-import { chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { KilnError } from '../../core/errors.js';
 import type { GcpTargetPlan } from '../../definition/plan.js';
 import type { BuildContext } from '../../pipeline/context.js';
 import type { LedgerEntry } from '../../pipeline/ledger.js';
 import { generateKeyPair } from '../../ssh/index.js';
-import type { Artifact, DestroyOptions, SshAccess, TargetDriver } from '../target.js';
+import type { Artifact, DestroyOptions, SshAccess, TaggedResource, TargetDriver } from '../target.js';
 import {
   closeClients,
   createClients,
@@ -26,14 +26,16 @@ import {
 } from './client.js';
 import { captureImages, publishImages } from './capture.js';
 import { environmentClientOptions } from './endpoint.js';
-import { deleteFirewall, insertSshFirewall } from './firewall.js';
+import { destroyEntry } from './destroy.js';
+import { insertSshFirewall } from './firewall.js';
 import { lookupPublicAddress, sshSource, type BuilderAddressLookup } from '../builder-address.js';
 import { lookupHostKeys } from './hostkeys.js';
-import { deleteImage, imageFromFamily } from './images.js';
-import { deleteDisk, deleteInstance, diskPath, insertInstance, instancePath, natAddress, stopInstance } from './instance.js';
+import { imageFromFamily } from './images.js';
+import { diskPath, insertInstance, instancePath, natAddress, stopInstance } from './instance.js';
 import { gceLabels } from './labels.js';
 import { limitClients } from './rate-limit.js';
 import { RateLimits } from '../rate-limits.js';
+import { listTaggedIn } from './tagged.js';
 
 export interface GcpTimeouts {
   /** Any one create/delete operation (default 10 min). */
@@ -188,32 +190,14 @@ export class GcpDriver implements TargetDriver {
   }
 
   async destroy(entry: LedgerEntry, options: DestroyOptions): Promise<void> {
-    if (entry.kind === 'file') {
-      await rm(entry.id ?? entry.name, { force: true });
-      return;
-    }
-    const scope: Scope = { log: options.log, signal: options.signal };
-    const project = entry.group ?? (await this.project(undefined));
-    const { operationMs } = this.timeouts;
-    const api = this.api();
-    switch (entry.kind) {
-      case 'instance': {
-        const zone = zoneOf(entry);
-        await deleteInstance(api, scope, project, zone, entry.name, operationMs);
-        // Its disks have ledger entries of their own; deleting them here too covers an instance
-        // destroyed on its own (both are no-ops when already gone).
-        for (const disk of [entry.extra?.dataDisk, entry.extra?.bootDisk]) if (disk) await deleteDisk(api, scope, project, zone, disk, operationMs);
-        return;
-      }
-      case 'disk':
-        return deleteDisk(api, scope, project, zoneOf(entry), entry.name, operationMs);
-      case 'firewall':
-        return deleteFirewall(api, scope, project, entry.name, operationMs);
-      case 'image':
-        return deleteImage(api, scope, project, entry.name, operationMs);
-      default:
-        throw new KilnError('INTERNAL', `the gcp target cannot delete a ${entry.kind}`, { resource: entry.name });
-    }
+    const project = entry.kind === 'file' ? '' : (entry.group ?? (await this.project(undefined)));
+    await destroyEntry(this.api(), entry, project, options, this.timeouts);
+  }
+
+  /** Everything in the project labelled with a kiln run, finished builds' images aside (for `kiln cleanup --sweep`). */
+  async listTagged(options: { signal: AbortSignal }): Promise<TaggedResource[]> {
+    const project = await this.project(undefined);
+    return listTaggedIn(this.api(), { log: () => {}, signal: options.signal }, project);
   }
 
   /** Closes the SDK clients (a finished process need not: REST clients hold no connections open). */
@@ -258,9 +242,4 @@ function mustFact(ctx: BuildContext, key: string): string {
   const value = ctx.state.fact(key);
   if (value === undefined) throw new KilnError('INTERNAL', `build ${ctx.plan.buildId} has no ${key} yet: was a step skipped?`);
   return value;
-}
-
-function zoneOf(entry: LedgerEntry): string {
-  if (!entry.zone) throw new KilnError('INTERNAL', `ledger entry ${entry.seq} (${entry.kind} ${entry.name}) has no zone`, { resource: entry.name });
-  return entry.zone;
 }

@@ -8,7 +8,6 @@ import { isNotFound } from './errors.js';
 import { describeTags } from './labels.js';
 import { runOperation } from './operations.js';
 
-
 /** `default` -> `global/networks/default`; a path or URL is used as given. */
 export function networkRef(network: string): string {
   return network.includes('/') ? network : `global/networks/${network}`;
@@ -46,13 +45,16 @@ export async function insertSshFirewall(api: GceApi, scope: Scope, rule: SshFire
   return resource;
 }
 
-export async function deleteFirewall(api: GceApi, scope: Scope, project: string, name: string, timeoutMs: number): Promise<void> {
+/** Deletes the rule; false when it was not there. */
+export async function deleteFirewall(api: GceApi, scope: Scope, project: string, name: string, timeoutMs: number): Promise<boolean> {
   const resource = firewallPath(project, name);
   try {
     await runOperation(api, scope, { project, what: 'deleting firewall rule', resource }, timeoutMs, (requestId) =>
       api.clients.firewalls.delete({ project, firewall: name, requestId }),
     );
+    return true;
   } catch (err) {
     if (!isNotFound(err)) throw err;
+    return false;
   }
 }

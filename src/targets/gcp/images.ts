@@ -1,7 +1,8 @@
 /**
  * Images: the base image from its family, images from the stopped instance's disks (insert, then
  * wait for the global operation and for READY), IAM sharing (read-modify-write with the policy's
- * etag, again on a concurrent change), deprecation of the family's previous image, and delete.
+ * etag, again on a concurrent change), labels added the same way, deprecation of the family's
+ * previous image, and delete.
  */
 import type { protos } from '@google-cloud/compute';
 import { KilnError } from '../../core/errors.js';
@@ -116,6 +117,33 @@ export async function shareImage(api: GceApi, scope: Scope, project: string, nam
   }
 }
 
+const LABEL_ATTEMPTS = 5;
+
+/**
+ * Adds `labels` to the image's (read-modify-write with the labelFingerprint; again on a concurrent
+ * change). kiln marks a finished build's images this way, so that a sweep never takes a product.
+ */
+export async function addImageLabels(api: GceApi, scope: Scope, project: string, name: string, labels: Record<string, string>, timeoutMs: number): Promise<void> {
+  const resource = imagePath(project, name);
+  for (let attempt = 1; ; attempt++) {
+    const [image] = await api.call(scope, 'reading image', resource, () => api.clients.images.get({ project, image: name }));
+    if (Object.entries(labels).every(([k, v]) => image.labels?.[k] === v)) return;
+    try {
+      await runOperation(api, scope, { project, what: 'labelling image', resource }, timeoutMs, () =>
+        api.clients.images.setLabels({
+          project,
+          resource: name,
+          globalSetLabelsRequestResource: { labels: { ...image.labels, ...labels }, labelFingerprint: image.labelFingerprint },
+        }),
+      );
+      return;
+    } catch (err) {
+      if (!hasReason(err, 'conditionNotMet') || attempt >= LABEL_ATTEMPTS) throw err;
+      scope.log(`gcp: the labels of ${resource} changed meanwhile; reading them again`);
+    }
+  }
+}
+
 /** Marks `name` DEPRECATED with `replacement` (a path or URL of the new image). */
 export async function deprecateImage(api: GceApi, scope: Scope, project: string, name: string, replacement: string, timeoutMs: number): Promise<void> {
   const resource = imagePath(project, name);
@@ -124,13 +152,16 @@ export async function deprecateImage(api: GceApi, scope: Scope, project: string,
   );
 }
 
-export async function deleteImage(api: GceApi, scope: Scope, project: string, name: string, timeoutMs: number): Promise<void> {
+/** Deletes the image; false when it was not there. */
+export async function deleteImage(api: GceApi, scope: Scope, project: string, name: string, timeoutMs: number): Promise<boolean> {
   const resource = imagePath(project, name);
   try {
     await runOperation(api, scope, { project, what: 'deleting image', resource }, timeoutMs, (requestId) =>
       api.clients.images.delete({ project, image: name, requestId }),
     );
+    return true;
   } catch (err) {
     if (!isNotFound(err)) throw err;
+    return false;
   }
 }

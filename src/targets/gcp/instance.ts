@@ -138,25 +138,30 @@ export async function stopInstance(api: GceApi, scope: Scope, project: string, z
   );
 }
 
-/** Deletes the instance (a missing one is success). Its disks stay: they are deleted on their own. */
-export async function deleteInstance(api: GceApi, scope: Scope, project: string, zone: string, name: string, timeoutMs: number): Promise<void> {
+/** Deletes the instance; false when it was not there. Its disks stay: they are deleted on their own. */
+export async function deleteInstance(api: GceApi, scope: Scope, project: string, zone: string, name: string, timeoutMs: number): Promise<boolean> {
   const resource = instancePath(project, zone, name);
   try {
     await runOperation(api, scope, { project, what: 'deleting instance', resource }, timeoutMs, (requestId) =>
       api.clients.instances.delete({ project, zone, instance: name, requestId }),
     );
+    return true;
   } catch (err) {
     if (!isNotFound(err)) throw err;
+    return false;
   }
 }
 
-export async function deleteDisk(api: GceApi, scope: Scope, project: string, zone: string, name: string, timeoutMs: number): Promise<void> {
+/** Deletes the disk; false when it was not there. */
+export async function deleteDisk(api: GceApi, scope: Scope, project: string, zone: string, name: string, timeoutMs: number): Promise<boolean> {
   const resource = diskPath(project, zone, name);
   try {
     await runOperation(api, scope, { project, what: 'deleting disk', resource }, timeoutMs, (requestId) =>
       api.clients.disks.delete({ project, zone, disk: name, requestId }),
     );
+    return true;
   } catch (err) {
     if (!isNotFound(err)) throw err;
+    return false;
   }
 }

@@ -6,6 +6,12 @@
 
 const MAX = 63;
 
+/** The label that says which run made a resource (`kiln:run`), and the build (`kiln:build`). */
+export const RUN_LABEL = 'kiln-run';
+export const BUILD_LABEL = 'kiln-build';
+/** On a finished build's images: a product, never swept. */
+export const PUBLISHED_LABEL = 'kiln-published';
+
 function clean(text: string): string {
   return text.toLowerCase().replace(/[^a-z0-9_-]/g, '-').slice(0, MAX);
 }

@@ -36,6 +36,8 @@ export interface Call {
   body: Record<string, unknown>;
   /** Set by an interceptor: the operation this call starts ends with this error, with no side effects. */
   forcedOperationError?: OperationErrorSpec;
+  /** Set by an interceptor: the operation this call starts stays PENDING until this settles. */
+  hold?: Promise<void>;
 }
 
 /** A route handler returns the JSON body of a 200 response, or throws a GceHttpError. */

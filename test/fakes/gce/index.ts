@@ -18,19 +18,23 @@
  *   CREATING -> READY. Disks created with an instance are deleted with it when autoDelete.
  * - firewalls: insert, get, list, delete (validated, recorded, not enforced).
  * - operations: zonal and global, PENDING -> RUNNING -> DONE, error.errors[] + httpErrorStatusCode on
- *   failure; zoneOperations/globalOperations get and wait (blocks until DONE or `waitBoundMs`),
- *   addressed by name or numeric id; a repeated `requestId` returns the first call's operation.
+ *   failure; zoneOperations/globalOperations get, list (filter, e.g. by targetLink and status,
+ *   paging) and wait (blocks until DONE or `waitBoundMs`), addressed by name or numeric id; a
+ *   repeated `requestId` returns the first call's operation; an interceptor can hold a call's
+ *   operation PENDING (a backlogged API) until a promise settles.
+ * - aggregatedList for instances and disks (every zone of the project, grouped by zone).
  * - errors: the API's JSON error bodies (notFound, alreadyExists, resourceInUseByAnotherResource,
  *   resourceNotReady, invalid, required, badRequest, conditionNotMet, 401 without a bearer token);
  *   injected 429 rateLimitExceeded / 503 backendError via FaultInjector; per-method interceptors that
- *   answer an error or make the call's operation fail.
+ *   answer an error, make the call's operation fail or hold it.
  * - machines: every disk/instance side effect goes through MachineBackend (NullMachines by default;
  *   QemuMachines end to end, with `synthesizeHostKeys: false` and data disks under their device
  *   names). sts.ts stands in for the token exchange of ADC's workload identity federation.
  * - timing: each transition waits for a named Transitions delay (0 by default), see DELAYS.
  *
  * Leaves out: regions/regional operations, snapshots, machine images, instance templates, networks
- * and subnetworks (any network name is accepted), static IPs, aggregatedList, images.patch,
+ * and subnetworks (any network name is accepted), static IPs, aggregatedList of anything but
+ * instances and disks, images.patch,
  * instances.setLabels/setTags/attachDisk/detachDisk/reset/suspend, IAM on anything but images,
  * quotas, firewall enforcement, metadata changes reaching a running guest, operation deletion,
  * `returnPartialSuccess`, most of the filter language (see list.ts), real auth (any bearer token
@@ -115,6 +119,8 @@ export interface GceFake {
   intercept(method: string, interceptor: Interceptor): () => void;
   /** Makes the operations of the next `times` calls of `method` end DONE with `error`. */
   failOperations(method: string, error: OperationErrorSpec, times?: number): void;
+  /** Resolves with the API method of the next request to arrive (before it is served). */
+  nextRequest(): Promise<string>;
   /** Changes how long operations.wait blocks before returning a not-DONE operation. */
   setWaitBound(ms: number): void;
   close(): Promise<void>;
@@ -166,6 +172,7 @@ export async function startGceFake(options: GceFakeOptions = {}): Promise<GceFak
         return { operationError: error };
       });
     },
+    nextRequest: () => new Promise<string>((resolve) => router.arrivals.push(resolve)),
     setWaitBound(ms) {
       coreOptions.waitBoundMs = ms;
     },

@@ -4,7 +4,8 @@
  * pageToken / nextPageToken.
  *
  * Filter subset: comparisons `field = value`, `field != value`, `field eq regex`, `field ne regex`,
- * `field:*` (field is set), values bare or quoted, nested fields with dots (`labels.kiln-run = x`),
+ * `field:*` (field is set), `field : text` (a string field contains text; other fields equal it),
+ * values bare or quoted, nested fields with dots (`labels.kiln-run = x`),
  * combined with parentheses and AND (explicit or by juxtaposition) and OR between parenthesised
  * groups. Anything else is a 400 `invalid` error.
  */
@@ -53,8 +54,11 @@ function comparison(field: string, op: string, raw: string, filter: string): Con
     case '!=':
       return (r) => asText(fieldValue(r, field)) !== value;
     case ':':
-      if (value !== '*') throw invalidFilter(filter);
-      return (r) => fieldValue(r, field) !== undefined;
+      if (value === '*') return (r) => fieldValue(r, field) !== undefined;
+      return (r) => {
+        const v = fieldValue(r, field);
+        return typeof v === 'string' ? v.includes(value) : asText(v) === value;
+      };
     case 'eq':
     case 'ne': {
       let re: RegExp;
@@ -146,4 +150,25 @@ export function listPage(
   if (page.length > 0) out.items = page;
   if (offset + pageSize < selected.length) out.nextPageToken = Buffer.from(String(offset + pageSize)).toString('base64url');
   return out;
+}
+
+/**
+ * `aggregatedList` semantics: filter and paging over the items of every scope (zone), then grouped
+ * by scope as `items: {"zones/<zone>": {<key>: [...]}}`. Scopes without a match are left out (the
+ * API lists them with a NO_RESULTS_ON_PAGE warning, which clients skip).
+ */
+export function aggregatedPage(
+  call: Call,
+  key: string,
+  items: { scope: string; item: Record<string, unknown> }[],
+): { items?: Record<string, Record<string, unknown>>; nextPageToken?: string } {
+  const scopeOf = new Map(items.map(({ scope, item }) => [item, scope]));
+  const page = listPage(call, items.map(({ item }) => item));
+  const grouped: Record<string, Record<string, unknown>> = {};
+  for (const item of page.items ?? []) {
+    const scope = scopeOf.get(item) ?? 'global';
+    const group = (grouped[scope] ??= { [key]: [] });
+    (group[key] as Record<string, unknown>[]).push(item);
+  }
+  return { ...(page.items ? { items: grouped } : {}), ...(page.nextPageToken ? { nextPageToken: page.nextPageToken } : {}) };
 }

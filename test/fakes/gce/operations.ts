@@ -8,7 +8,8 @@ import type { Transitions } from '../common/transitions.js';
 import type { Call, CoreOptions, Handler } from './core.js';
 import { param } from './core.js';
 import { HTTP_REASON_PHRASES, OperationFailure, notFound, type OperationErrorSpec } from './errors.js';
-import { link, zonePath } from './links.js';
+import { checkZone, link, zonePath } from './links.js';
+import { listPage } from './list.js';
 import type { GceState, OperationRecord } from './state.js';
 
 export interface OperationSpec {
@@ -63,7 +64,7 @@ export class Operations {
       requestId: call.query.get('requestId') ?? undefined,
     };
     this.state.operations.set(op.name, op);
-    this.transitions.schedule(OPERATION_RUNNING, async () => {
+    const begin = () => this.transitions.schedule(OPERATION_RUNNING, async () => {
       op.status = 'RUNNING';
       op.startTime = this.state.now();
       try {
@@ -85,6 +86,9 @@ export class Operations {
         );
       }
     });
+    // A held call's operation stays PENDING until the hold ends (a slow or backlogged API).
+    if (call.hold) void call.hold.then(begin);
+    else begin();
     return op;
   }
 
@@ -171,6 +175,19 @@ function lookup(core: { state: GceState }, call: Call, zonal: boolean): Operatio
 
 export const getZoneOperation: Handler = (core, call) => renderOperation(lookup(core, call, true));
 export const getGlobalOperation: Handler = (core, call) => renderOperation(lookup(core, call, false));
+
+/** zoneOperations.list / globalOperations.list: the scope's operations, filterable (e.g. by targetLink and status). */
+function listOperations(core: { state: GceState }, call: Call, zonal: boolean): unknown {
+  const project = param(call, 'project');
+  const zone = zonal ? param(call, 'zone') : undefined;
+  if (zone) checkZone(zone);
+  const scope = zone ? `${zonePath(project, zone)}/operations` : `projects/${project}/global/operations`;
+  const items = [...core.state.operations.values()].filter((o) => o.project === project && o.zone === zone).map(renderOperation);
+  return { kind: 'compute#operationList', id: scope, ...listPage(call, items), selfLink: link(scope) };
+}
+
+export const listZoneOperations: Handler = (core, call) => listOperations(core, call, true);
+export const listGlobalOperations: Handler = (core, call) => listOperations(core, call, false);
 
 export const waitZoneOperation: Handler = async (core, call) => {
   const op = lookup(core, call, true);

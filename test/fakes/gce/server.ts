@@ -16,7 +16,15 @@ import {
   unauthenticated,
   type OperationErrorSpec,
 } from './errors.js';
-import { getGlobalOperation, getZoneOperation, renderOperation, waitGlobalOperation, waitZoneOperation } from './operations.js';
+import {
+  getGlobalOperation,
+  getZoneOperation,
+  listGlobalOperations,
+  listZoneOperations,
+  renderOperation,
+  waitGlobalOperation,
+  waitZoneOperation,
+} from './operations.js';
 import * as disks from './resources/disks.js';
 import * as firewalls from './resources/firewalls.js';
 import * as images from './resources/images.js';
@@ -49,6 +57,7 @@ function route(verb: Route['verb'], template: string, method: string, handler: H
 
 const G = 'projects/:project/global';
 const Z = 'projects/:project/zones/:zone';
+const A = 'projects/:project/aggregated';
 
 export const ROUTES: Route[] = [
   route('GET', `${G}/images/family/:family`, 'images.getFromFamily', images.getImageFromFamily),
@@ -64,8 +73,10 @@ export const ROUTES: Route[] = [
   route('DELETE', `${G}/firewalls/:firewall`, 'firewalls.delete', firewalls.deleteFirewall),
   route('GET', `${G}/firewalls`, 'firewalls.list', firewalls.listFirewalls),
   route('POST', `${G}/firewalls`, 'firewalls.insert', firewalls.insertFirewall),
+  route('GET', `${G}/operations`, 'globalOperations.list', listGlobalOperations),
   route('GET', `${G}/operations/:operation`, 'globalOperations.get', getGlobalOperation),
   route('POST', `${G}/operations/:operation/wait`, 'globalOperations.wait', waitGlobalOperation),
+  route('GET', `${Z}/operations`, 'zoneOperations.list', listZoneOperations),
   route('GET', `${Z}/operations/:operation`, 'zoneOperations.get', getZoneOperation),
   route('POST', `${Z}/operations/:operation/wait`, 'zoneOperations.wait', waitZoneOperation),
   route('POST', `${Z}/disks/:resource/setLabels`, 'disks.setLabels', disks.setDiskLabels),
@@ -82,6 +93,8 @@ export const ROUTES: Route[] = [
   route('DELETE', `${Z}/instances/:instance`, 'instances.delete', instances.deleteInstance),
   route('GET', `${Z}/instances`, 'instances.list', instances.listInstances),
   route('POST', `${Z}/instances`, 'instances.insert', instances.insertInstance),
+  route('GET', `${A}/instances`, 'instances.aggregatedList', instances.aggregatedListInstances),
+  route('GET', `${A}/disks`, 'disks.aggregatedList', disks.aggregatedListDisks),
 ];
 
 /** What an interceptor may decide for one request (undefined: serve it normally). */
@@ -91,7 +104,9 @@ export type InterceptResult =
   /** Answer with this HTTP error (e.g. `notFound(...)`, `new GceHttpError(403, 'forbidden', '...')`). */
   | { error: GceHttpError }
   /** Accept the call; its operation ends DONE with this error and no side effects. */
-  | { operationError: OperationErrorSpec };
+  | { operationError: OperationErrorSpec }
+  /** Accept the call; its operation stays PENDING (no side effects yet) until `hold` settles. */
+  | { hold: Promise<void> };
 
 export type Interceptor = (call: Readonly<Call>) => InterceptResult | Promise<InterceptResult>;
 
@@ -105,6 +120,8 @@ export interface RequestLogEntry {
 export class GceRouter {
   readonly interceptors = new Map<string, Interceptor[]>();
   readonly requests: RequestLogEntry[] = [];
+  /** Called once each when the next request arrives, before it is served. */
+  readonly arrivals: Array<(method: string) => void> = [];
 
   constructor(
     private readonly core: GceCore,
@@ -124,6 +141,7 @@ export class GceRouter {
       const match = url.pathname.startsWith('/compute/v1/') ? this.match(verb, path) : undefined;
       if (!match) throw noRoute(verb, url.pathname);
       method = match.route.method;
+      for (const arrived of this.arrivals.splice(0)) arrived(method);
       const call: Call = { method, params: match.params, query: url.searchParams, body: parseBody(raw) };
       body = await this.serve(match.route, call);
     } catch (err) {
@@ -156,7 +174,8 @@ export class GceRouter {
       const decision = await interceptor(call);
       if (!decision) continue;
       if ('error' in decision) throw decision.error;
-      call.forcedOperationError = decision.operationError;
+      if ('hold' in decision) call.hold = decision.hold;
+      else call.forcedOperationError = decision.operationError;
       break;
     }
     if (r.mutating) {

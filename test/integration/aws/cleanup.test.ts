@@ -8,7 +8,6 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { KilnError } from '../../../src/core/errors.js';
 import type { PipelineStepName, Plan } from '../../../src/definition/plan.js';
 import type { BuildResult } from '../../../src/pipeline/build.js';
 import type { Ledger } from '../../../src/pipeline/ledger.js';
@@ -16,7 +15,7 @@ import { sweep } from '../../../src/pipeline/sweep.js';
 import { undo } from '../../../src/pipeline/undo.js';
 import type { AwsDriver } from '../../../src/targets/aws/driver.js';
 import { freePort } from '../../support/sshd.js';
-import { ALL_REGIONS, aws, REGION, startWorld, type World } from './world.js';
+import { ALL_REGIONS, aws, failingProvision, REGION, startWorld, type World } from './world.js';
 
 let world: World;
 
@@ -35,15 +34,6 @@ async function expectNothingLeft(plan: Plan, outcome: { result: BuildResult; led
   expect(world.fake.state.allLiveResources()).toEqual({});
   await expect(readFile(join(world.stateDir, 'runs', plan.runId, 'builds', plan.buildId, 'ssh_key'))).rejects.toThrow(/ENOENT/);
   expect(world.fake.unexpectedErrors).toEqual([]);
-}
-
-/** A driver whose provisioning fails (nothing may run on this host, so the failure is the driver's). */
-function failingProvision(driver: AwsDriver): AwsDriver {
-  const failing = Object.create(driver) as AwsDriver;
-  failing.runtimeEnv = async () => {
-    throw new KilnError('PROVISION', 'provisioning step data-volume failed (exit 1)');
-  };
-  return failing;
 }
 
 type Arranged = { driver?: AwsDriver; connectMs?: number };

@@ -9,6 +9,7 @@ import type { EC2ClientConfig } from '@aws-sdk/client-ec2';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { KilnError } from '../../../src/core/errors.js';
 import { loadDefinition } from '../../../src/definition/load.js';
 import type { AwsTargetPlan, Plan } from '../../../src/definition/plan.js';
 import { resolve } from '../../../src/definition/resolve.js';
@@ -84,6 +85,18 @@ export function fastRetries(maxAttempts = 12): NonNullable<EC2ClientConfig['retr
   };
 }
 
+/** A driver's options against the fake at `url`: fast retries, waiters and polls; SSH to the sshd's port. */
+export function testDriverOptions(url: string, sshPort: number): AwsDriverOptions {
+  return {
+    clientConfig: { endpoint: url, credentials: CREDENTIALS, region: REGION, retryStrategy: fastRetries() },
+    builderAddress: async () => '127.0.0.1',
+    timing: { pollMs: 5, waiterMinDelay: 0.01, waiterMaxDelay: 0.05, consistencyMs: 400 },
+    timeouts: { runningMs: 20_000, stopMs: 20_000, imageMs: 20_000, copyMs: 20_000, terminateMs: 20_000, dependencyMs: 20_000, hostKeysMs: 3_000 },
+    sshEndpoint: { port: sshPort },
+    regions: ALL_REGIONS,
+  };
+}
+
 export interface World {
   fake: Ec2Fake;
   sshd: TestSshd;
@@ -113,15 +126,7 @@ export async function startWorld(fakeOptions: Ec2FakeOptions = {}): Promise<Worl
   const drivers: AwsDriver[] = [];
 
   const driver = (options: Partial<AwsDriverOptions> = {}): AwsDriver => {
-    const d = new AwsDriver({
-      clientConfig: { endpoint: fake.url, credentials: CREDENTIALS, region: REGION, retryStrategy: fastRetries() },
-      builderAddress: async () => '127.0.0.1',
-      timing: { pollMs: 5, waiterMinDelay: 0.01, waiterMaxDelay: 0.05, consistencyMs: 400 },
-      timeouts: { runningMs: 20_000, stopMs: 20_000, imageMs: 20_000, copyMs: 20_000, terminateMs: 20_000, dependencyMs: 20_000, hostKeysMs: 3_000 },
-      sshEndpoint: { port: sshd.port },
-      regions: ALL_REGIONS,
-      ...options,
-    });
+    const d = new AwsDriver({ ...testDriverOptions(fake.url, sshd.port), ...options });
     drivers.push(d);
     return d;
   };
@@ -155,6 +160,15 @@ export async function startWorld(fakeOptions: Ec2FakeOptions = {}): Promise<Worl
 }
 
 export const aws = (plan: Plan) => plan.targetPlan as AwsTargetPlan;
+
+/** A driver whose provisioning fails (nothing may run on this host, so the failure is the driver's). */
+export function failingProvision(driver: AwsDriver): AwsDriver {
+  const failing = Object.create(driver) as AwsDriver;
+  failing.runtimeEnv = async () => {
+    throw new KilnError('PROVISION', 'provisioning step data-volume failed (exit 1)');
+  };
+  return failing;
+}
 
 /** The plan's tags plus Name, as a Map like the fake keeps them. */
 export function tagsOf(plan: Plan, name: string): Map<string, string> {

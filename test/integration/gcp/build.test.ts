@@ -84,12 +84,23 @@ describe('the GCE driver in a build', () => {
       'images.setIamPolicy',
       'images.getIamPolicy',
       'images.setIamPolicy',
-      // cleanup, in reverse order of creation: instance (then its disks), disks, firewall
+      'images.get', // the published label: a product, which no sweep takes
+      'images.setLabels',
+      'images.get',
+      'images.setLabels',
+      // cleanup, in reverse order of creation: instance (then its disks), disks, firewall; each
+      // after looking for operations still running on it, and again after a delete found nothing
+      'zoneOperations.list',
       'instances.delete',
       'disks.delete',
       'disks.delete',
+      'zoneOperations.list',
+      'disks.delete', // gone with the instance
+      'zoneOperations.list',
+      'zoneOperations.list',
       'disks.delete',
-      'disks.delete',
+      'zoneOperations.list',
+      'globalOperations.list',
       'firewalls.delete',
     ]);
     // Every mutating call was waited on through its operation until DONE.
@@ -149,9 +160,12 @@ describe('the GCE driver in a build', () => {
     ]);
     const root = fake.state.getImage(PROJECT, t.names.rootImage);
     const data = fake.state.getImage(PROJECT, t.names.dataImage);
-    expect(root).toMatchObject({ status: 'READY', family: 'sourcegraph-xs', labels: labelsOf(first), storageLocations: ['us'], diskSizeGb: 50 });
+    const published = { ...labelsOf(first), 'kiln-published': 'true' };
+    expect(root).toMatchObject({ status: 'READY', family: 'sourcegraph-xs', storageLocations: ['us'], diskSizeGb: 50 });
+    expect(root?.labels).toEqual(published);
     expect(root?.sourceDisk).toMatch(new RegExp(`/zones/${t.zone}/disks/${t.names.bootDisk}$`));
-    expect(data).toMatchObject({ status: 'READY', family: undefined, labels: labelsOf(first), diskSizeGb: 500 });
+    expect(data).toMatchObject({ status: 'READY', family: undefined, diskSizeGb: 500 });
+    expect(data?.labels).toEqual(published);
     expect(data?.sourceDisk).toMatch(new RegExp(`/disks/${t.names.dataDisk}$`));
     // Shared as the plan says.
     for (const image of [root, data]) expect(image?.iam.bindings).toEqual([{ role: 'roles/compute.imageUser', members: ['allAuthenticatedUsers'] }]);

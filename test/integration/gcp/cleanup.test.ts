@@ -1,13 +1,18 @@
 /**
  * GCE builds that fail at each step leave nothing behind (the fake holds only its seeded public
  * images, the ledger is empty); `kiln cleanup` deletes what an aborted build kept with a fresh driver
- * that knows only the ledger, ids or not; errors name the API's reason and the resource; retries
- * are bounded.
+ * that knows only the ledger, ids or not, waiting for inserts still in flight on a name; errors
+ * name the API's reason and the resource; retries are bounded; `kiln cleanup --sweep` finds what
+ * kiln labelled, finished builds' images aside.
  */
-import { access } from 'node:fs/promises';
+import { FirewallsClient } from '@google-cloud/compute';
+import { access, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { GcpTargetPlan, PipelineStepName, Plan } from '../../../src/definition/plan.js';
 import { Ledger } from '../../../src/pipeline/ledger.js';
+import { sweep } from '../../../src/pipeline/sweep.js';
 import { undo } from '../../../src/pipeline/undo.js';
 import { GceHttpError, type GceFake } from '../../fakes/gce/index.js';
 import { PROJECT, startWorld, type World } from './world.js';
@@ -186,6 +191,112 @@ describe('kiln cleanup with a fresh driver', () => {
     const fresh = world.driver();
     const left = await undo(intents, () => fresh, { log: () => {} });
     expect(left).toEqual([]);
+    expect(world.fake.state.isEmpty()).toBe(true);
+  });
+});
+
+describe('deleting while the create is still in flight (kiln died inside the insert)', () => {
+  /** A ledger holding only the intent of a firewall rule named for `plan`. */
+  async function intentOnly(plan: Plan): Promise<Ledger> {
+    const ledger = await Ledger.open(`${world.stateDir}/${plan.runId}-intent.json`, plan.runId);
+    await ledger.intend({ build: plan.buildId, target: 'gcp', kind: 'firewall', name: gcp(plan).names.firewall, group: PROJECT, role: 'temporary' });
+    return ledger;
+  }
+
+  const insertFirewall = (plan: Plan) =>
+    new FirewallsClient(world.fake.clientOptions()).insert({
+      project: PROJECT,
+      firewallResource: { name: gcp(plan).names.firewall, allowed: [{ IPProtocol: 'tcp', ports: ['22'] }], sourceRanges: ['127.0.0.1/32'] },
+    });
+
+  it('waits for the insert still running on the name, then deletes what it made', async () => {
+    const plan = nextPlan();
+    // The insert is accepted, but its work is held until cleanup's first call: a delete by name
+    // sent at once would find nothing (a rule exists only once its insert is DONE).
+    const remove = world.fake.intercept('firewalls.insert', () => ({ hold: world.fake.nextRequest().then(() => undefined) }));
+    try {
+      await insertFirewall(plan);
+    } finally {
+      remove();
+    }
+    expect(world.fake.state.live().firewalls).toEqual([]);
+    const ledger = await intentOnly(plan);
+    const lines: string[] = [];
+    const from = world.fake.requests.length;
+    expect(await undo(ledger, () => world.driver(), { log: (l) => lines.push(l) })).toEqual([]);
+    expect(world.fake.state.isEmpty()).toBe(true);
+    expect(world.fake.requests.slice(from).map((r) => r.method).filter((m) => !m.endsWith('.wait'))).toEqual(['globalOperations.list', 'firewalls.delete']);
+    expect(lines.join('\n')).toMatch(/insert of projects\/kiln-test\/global\/firewalls\/\S+ is still running .*waiting for it before deleting/);
+  });
+
+  it('looks again after a notFound, and deletes what an insert arriving meanwhile made', async () => {
+    const plan = nextPlan();
+    // The insert reaches the API only when the delete does: the delete finds nothing.
+    let arrive = () => {};
+    const arrived = new Promise<void>((resolve) => (arrive = resolve));
+    const holdInsert = world.fake.intercept('firewalls.insert', () => arrived);
+    const releaseOnDelete = world.fake.intercept('firewalls.delete', () => void arrive());
+    const inserting = insertFirewall(plan);
+    try {
+      const ledger = await intentOnly(plan);
+      const lines: string[] = [];
+      expect(await undo(ledger, () => world.driver(), { log: (l) => lines.push(l) })).toEqual([]);
+      await inserting;
+      expect(world.fake.state.isEmpty()).toBe(true);
+      expect(lines.join('\n')).toMatch(/insert of \S+ arrived after a delete found nothing; deleting it again/);
+    } finally {
+      holdInsert();
+      releaseOnDelete();
+    }
+    const deletes = world.fake.requests.filter((r) => r.method === 'firewalls.delete' && r.path.includes(gcp(plan).names.firewall));
+    expect(deletes.map((r) => r.status)).toEqual([404, 200]);
+  });
+});
+
+describe('kiln cleanup --sweep on GCE', () => {
+  it('lists what kiln labelled in every zone, but no finished build\'s images, and deletes it from tags alone', async () => {
+    const done = nextPlan();
+    expect((await world.build(done)).result.status).toBe('succeeded');
+    const plan = nextPlan();
+    const remove = world.fake.intercept('images.setIamPolicy', () => ({ error: new GceHttpError(403, 'forbidden', 'no') }));
+    try {
+      expect((await world.build(plan, { onError: 'abort' })).result.failedStep).toBe('publish');
+    } finally {
+      remove();
+    }
+    const t = gcp(plan);
+    const found = await world.driver().listTagged({ signal: AbortSignal.timeout(30_000) });
+    const summary = found.map((r) => [r.kind, r.name, r.zone]).sort();
+    expect(summary).toEqual(
+      [
+        ['disk', t.names.bootDisk, t.zone],
+        ['disk', t.names.dataDisk, t.zone],
+        ['firewall', t.names.firewall, undefined],
+        ['image', t.names.dataImage, undefined],
+        ['image', t.names.rootImage, undefined],
+        ['instance', t.names.instance, t.zone],
+      ].sort(),
+    );
+    for (const r of found) {
+      expect(r).toMatchObject({ target: 'gcp', runId: plan.runId, build: plan.buildId, group: PROJECT });
+      expect(Date.parse(r.createdAt ?? '')).toBeGreaterThan(Date.now() - 120_000);
+    }
+
+    // Another machine's sweep: no local ledgers, only the labels.
+    const emptyState = await mkdtemp(join(tmpdir(), 'kiln-gcp-sweep-'));
+    try {
+      const report = await sweep({ stateDir: emptyState, olderThanMs: 0, now: Date.now() + 1_000, targets: ['gcp'], driverFor: () => world.driver(), act: true, log: () => {} });
+      expect(report.failed).toEqual([]);
+      expect(report.abandonedRuns).toEqual([plan.runId]);
+      expect(report.deleted).toHaveLength(6);
+    } finally {
+      await rm(emptyState, { recursive: true, force: true });
+    }
+    // The finished build's images stay: they are the product.
+    const d = gcp(done);
+    expect(world.fake.state.live()).toEqual({ instances: [], disks: [], firewalls: [], images: [expect.objectContaining({ name: d.names.rootImage }), expect.objectContaining({ name: d.names.dataImage })] });
+    expect(await world.driver().listTagged({ signal: AbortSignal.timeout(30_000) })).toEqual([]);
+    for (const name of [d.names.rootImage, d.names.dataImage]) await world.driver().destroy({ seq: 0, build: done.buildId, target: 'gcp', kind: 'image', name, group: PROJECT, role: 'artifact', createdAt: '' }, { log: () => {}, signal: AbortSignal.timeout(30_000) });
     expect(world.fake.state.isEmpty()).toBe(true);
   });
 });

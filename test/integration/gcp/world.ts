@@ -18,7 +18,7 @@ import { runPaths, type RunPaths } from '../../../src/pipeline/state-dir.js';
 import { generateKeyPair } from '../../../src/ssh/index.js';
 import { GcpDriver, type GcpDriverOptions } from '../../../src/targets/gcp/driver.js';
 import { LoopbackAddresses, NullMachines, type MachineSpec } from '../../fakes/common/machines.js';
-import { startGceFake, type GceFake } from '../../fakes/gce/index.js';
+import { gceClientOptions, startGceFake, type GceFake } from '../../fakes/gce/index.js';
 import { startSshd, type TestSshd } from '../../support/sshd.js';
 
 export const PROJECT = 'kiln-test';
@@ -54,6 +54,18 @@ export class SshdMachines extends NullMachines {
   }
 }
 
+/** A driver's options against the fake at `url`: fast retries and polls; SSH to the sshd's port. */
+export function testDriverOptions(url: string, sshPort: number): GcpDriverOptions {
+  return {
+    clientOptions: gceClientOptions(url, { projectId: PROJECT }),
+    builderAddress: async () => '127.0.0.1',
+    retry: { retries: 12, minTimeoutMs: 1, maxTimeoutMs: 20 },
+    pollMs: 2,
+    timeouts: { hostKeysMs: 5_000, operationMs: 20_000, imageMs: 20_000, stopMs: 20_000 },
+    sshPort,
+  };
+}
+
 export interface World {
   fake: GceFake;
   sshd: TestSshd;
@@ -82,15 +94,7 @@ export async function startWorld(): Promise<World> {
   const drivers: GcpDriver[] = [];
 
   const driver = (options: Partial<GcpDriverOptions> = {}): GcpDriver => {
-    const d = new GcpDriver({
-      clientOptions: fake.clientOptions({ projectId: PROJECT }),
-      builderAddress: async () => '127.0.0.1',
-      retry: { retries: 12, minTimeoutMs: 1, maxTimeoutMs: 20 },
-      pollMs: 2,
-      timeouts: { hostKeysMs: 5_000, operationMs: 20_000, imageMs: 20_000, stopMs: 20_000 },
-      sshPort: sshd.port,
-      ...options,
-    });
+    const d = new GcpDriver({ ...testDriverOptions(fake.url, sshd.port), ...options });
     drivers.push(d);
     return d;
   };

@@ -79,6 +79,21 @@ describe('a build', () => {
     expect([...driver.live.keys()]).toEqual([]);
   });
 
+  it('is undone, images too, when interrupted after its last step but before it released them', async () => {
+    const controller = new AbortController();
+    const driver = new ScriptedDriver({ ...loginFor(sshd), privateKey: key.privateKey });
+    const paths = runPaths(plan.runId, stateDir);
+    const ledger = await Ledger.open(paths.ledger, plan.runId);
+    const result = await runBuild({
+      plan, driver, ledger, paths, onError: 'cleanup', signal: controller.signal,
+      onProgress: (e) => e.type === 'step' && e.step === 'publish' && e.status === 'done' && controller.abort(),
+    });
+    expect(result.status).toBe('interrupted');
+    expect(result.error?.message).toBe('build interrupted before it finished');
+    expect([...driver.live.keys()]).toEqual([]);
+    expect(ledger.entries()).toEqual([]);
+  });
+
   it('times out a step that ignores its deadline, and still deletes what it created late', async () => {
     const { driver, result } = await build({ capture: 'ignore-signal-then-create' }, { stepTimeoutsMs: { capture: 200 } });
     expect(result.status).toBe('failed');

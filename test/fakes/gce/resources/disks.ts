@@ -8,7 +8,7 @@ import { param } from '../core.js';
 import { alreadyExists, inUseBy, invalidField, notFound } from '../errors.js';
 import { checkFingerprint, checkLabels, fingerprint, int64, type Labels } from '../fields.js';
 import { checkName, checkZone, globalRef, link, zonalPath, zonalRef, zonePath } from '../links.js';
-import { listPage } from '../list.js';
+import { aggregatedPage, listPage } from '../list.js';
 import { renderOperation } from '../operations.js';
 import type { DiskRecord, GceState, ImageRecord } from '../state.js';
 import { imageFromFamily } from './images.js';
@@ -132,6 +132,17 @@ export const listDisks: Handler = ({ state }, call) => {
     id: `${zonePath(project, zone)}/disks`,
     ...listPage(call, items),
     selfLink: link(`${zonePath(project, zone)}/disks`),
+  };
+};
+
+export const aggregatedListDisks: Handler = ({ state }, call) => {
+  const project = param(call, 'project');
+  const items = [...state.disks.values()].filter((d) => d.project === project).map((d) => ({ scope: `zones/${d.zone}`, item: renderDisk(state, d) }));
+  return {
+    kind: 'compute#diskAggregatedList',
+    id: `projects/${project}/aggregated/disks`,
+    ...aggregatedPage(call, 'disks', items),
+    selfLink: link(`projects/${project}/aggregated/disks`),
   };
 };
 

@@ -11,7 +11,7 @@ import { param } from '../core.js';
 import { OperationFailure, alreadyExists, inUseBy, invalidField, notFound } from '../errors.js';
 import { checkLabels, checkMetadataItems, checkTags, int64 } from '../fields.js';
 import { checkName, checkZone, link, zonalPath, zonalRef, zonePath } from '../links.js';
-import { listPage } from '../list.js';
+import { aggregatedPage, listPage } from '../list.js';
 import { renderOperation } from '../operations.js';
 import type { AttachedDiskRecord, DiskRecord, GceState, ImageRecord, InstanceRecord } from '../state.js';
 import { createDiskRecord, materializeDisk } from './disks.js';
@@ -241,6 +241,17 @@ export const listInstances: Handler = ({ state }, call) => {
     id: `${zonePath(project, zone)}/instances`,
     ...listPage(call, items),
     selfLink: link(`${zonePath(project, zone)}/instances`),
+  };
+};
+
+export const aggregatedListInstances: Handler = ({ state }, call) => {
+  const project = param(call, 'project');
+  const items = [...state.instances.values()].filter((i) => i.project === project).map((i) => ({ scope: `zones/${i.zone}`, item: renderInstance(state, i) }));
+  return {
+    kind: 'compute#instanceAggregatedList',
+    id: `projects/${project}/aggregated/instances`,
+    ...aggregatedPage(call, 'instances', items),
+    selfLink: link(`projects/${project}/aggregated/instances`),
   };
 };
 

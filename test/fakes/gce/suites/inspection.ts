@@ -113,6 +113,47 @@ export function inspectionSuite(): void {
       expect(fake.state.live().images).toEqual([]);
     });
 
+    it('lists operations by target and status, holds an operation PENDING when asked, and aggregates over zones', async () => {
+      const release: Array<() => void> = [];
+      const remove = fake.intercept('firewalls.insert', () => ({ hold: new Promise<void>((resolve) => release.push(resolve)) }));
+      const held = operationOf(await gce.firewalls.insert({ project, firewallResource: { name: 'kiln-h1-ssh', allowed: [{ IPProtocol: 'tcp' }], sourceRanges: ['10.0.0.1/32'] } }));
+      remove();
+      const other = operationOf(await gce.firewalls.insert({ project, firewallResource: { name: 'kiln-h1-ssh2', allowed: [{ IPProtocol: 'tcp' }], sourceRanges: ['10.0.0.1/32'] } }));
+      await untilDone(gce, project, other);
+      const target = `projects/${project}/global/firewalls/kiln-h1-ssh`;
+      const [running] = await gce.globalOperations.list({ project, filter: `(targetLink : "${target}") (status != "DONE")` });
+      // `:` is a substring match: the exact name is the caller's to check.
+      expect(running.map((o) => [o.name, o.status])).toEqual([[held.name, 'PENDING']]);
+      const [both] = await gce.globalOperations.list({ project, filter: `targetLink : "${target}"` });
+      expect(both.map((o) => o.targetLink?.split('/').pop()).sort()).toEqual(['kiln-h1-ssh', 'kiln-h1-ssh2']);
+      expect(fake.state.live().firewalls.map((f) => f.name)).toEqual(['kiln-h1-ssh2']);
+      release.forEach((r) => r());
+      await untilDone(gce, project, held);
+      expect((await gce.globalOperations.list({ project, filter: `(targetLink : "${target}") (status != "DONE")` }))[0]).toEqual([]);
+      const [zonal] = await gce.zoneOperations.list({ project, zone });
+      expect(zonal.every((o) => o.zone?.endsWith(`/zones/${zone}`))).toBe(true);
+
+      for (const [z, name] of [[zone, 'kiln-a1-disk'], ['europe-west1-b', 'kiln-a2-disk'], [zone, 'other-disk']] as const) {
+        await untilDone(gce, project, operationOf(await gce.disks.insert({ project, zone: z, diskResource: { name, sizeGb: '10', labels: name.startsWith('kiln') ? { 'kiln-run': 'a' } : {} } })));
+      }
+      const byZone: Record<string, string[]> = {};
+      for await (const [scope, list] of gce.disks.aggregatedListAsync({ project, filter: 'labels.kiln-run:*' })) byZone[scope] = (list.disks ?? []).map((d) => String(d.name));
+      expect(byZone).toEqual({ [`zones/${zone}`]: ['kiln-a1-disk'], 'zones/europe-west1-b': ['kiln-a2-disk'] });
+      const instances: unknown[] = [];
+      for await (const [, list] of gce.instances.aggregatedListAsync({ project })) instances.push(...(list.instances ?? []));
+      expect(instances).toEqual([]);
+
+      for (const op of [
+        ...(['kiln-a1-disk', 'other-disk'] as const).map(async (disk) => operationOf(await gce.disks.delete({ project, zone, disk }))),
+        (async () => operationOf(await gce.disks.delete({ project, zone: 'europe-west1-b', disk: 'kiln-a2-disk' })))(),
+        (async () => operationOf(await gce.firewalls.delete({ project, firewall: 'kiln-h1-ssh' })))(),
+        (async () => operationOf(await gce.firewalls.delete({ project, firewall: 'kiln-h1-ssh2' })))(),
+      ]) {
+        await untilDone(gce, project, await op);
+      }
+      expect(fake.state.isEmpty()).toBe(true);
+    });
+
     it('resolves a family to its newest non-deprecated image', async () => {
       const family = { project: 'ubuntu-os-cloud', family: 'ubuntu-2404-lts-amd64' };
       expect((await gce.images.getFromFamily(family))[0].name).toBe('ubuntu-2404-noble-amd64-v20250313');

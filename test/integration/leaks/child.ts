@@ -1,0 +1,156 @@
+/**
+ * The kiln process the leak tests stop: builds of the flagship definition (size XS, nothing to
+ * provision) on the GCE, EC2 or ARM fake it is given, with on-error cleanup, printing a line per
+ * progress event, prefixed with the run id (`<run> step <name> <status>`, `<run> cleanup`), and
+ * `<run> result <status> exit <code>` at the end.
+ *
+ *   node --import tsx test/integration/leaks/child.ts gcp|aws|azure kill|interrupt
+ *
+ * It loads only its target's SDK, prints `ready`, then builds once per JSON ChildConfig line on
+ * stdin (the test starts the next child while the current one builds: loading an SDK through tsx
+ * takes seconds on a small machine).
+ *
+ * kill: one build straight through the pipeline (runBuild). With `stopAt` set to one of the lines,
+ * the process prints it and blocks its only thread (Atomics.wait) inside the pipeline's synchronous
+ * progress callback, so the parent's SIGKILL lands exactly at that step boundary.
+ *
+ * interrupt: builds as `kiln build` runs them (runBuilds, the CLI's SIGINT/SIGTERM handler, its exit
+ * code), one after the other. At `stopAt` the process raises SIGINT itself, synchronously through
+ * the handler (`process.emit`, what Node does when the signal arrives), so the interrupt lands at
+ * that boundary; a SIGINT from the parent (a kill inside a create call) arrives the ordinary way.
+ * Each first interrupt prints `<run> interrupted`.
+ */
+import { createInterface } from 'node:readline';
+import { onInterrupt } from '../../../src/cli/signals.js';
+import { loadDefinition } from '../../../src/definition/load.js';
+import type { Plan } from '../../../src/definition/plan.js';
+import { resolve } from '../../../src/definition/resolve.js';
+import { runBuild, type ProgressEvent } from '../../../src/pipeline/build.js';
+import { Ledger } from '../../../src/pipeline/ledger.js';
+import { runBuilds, runExitCode } from '../../../src/pipeline/run.js';
+import { runPaths } from '../../../src/pipeline/state-dir.js';
+import type { TargetDriver } from '../../../src/targets/target.js';
+
+export type LeakTarget = 'gcp' | 'aws' | 'azure';
+
+export interface ChildConfig {
+  /** The fake's URL (http://127.0.0.1:<port>, https for ARM). */
+  url: string;
+  /** ARM only: the fake's certificate and subscription. */
+  ca?: string;
+  subscriptionId?: string;
+  sshHost: string;
+  sshPort: number;
+  sshUser: string;
+  stateDir: string;
+  runId: string;
+  /** Product version; Azure gallery versions are named by it, so each run has its own. */
+  version: string;
+  /** A progress line (without the run id) to stop at: frozen (kill) or interrupted (interrupt). */
+  stopAt?: string;
+}
+
+/** The drivers as the integration worlds make them (fast polls and retries), SSH to the test sshd. */
+async function loadDriver(target: string): Promise<(c: ChildConfig) => TargetDriver> {
+  if (target === 'gcp') {
+    const [{ GcpDriver }, { testDriverOptions }] = await Promise.all([import('../../../src/targets/gcp/driver.js'), import('../gcp/world.js')]);
+    return (c) => new GcpDriver(testDriverOptions(c.url, c.sshPort));
+  }
+  if (target === 'aws') {
+    const [{ AwsDriver }, { testDriverOptions }] = await Promise.all([import('../../../src/targets/aws/driver.js'), import('../aws/world.js')]);
+    return (c) => new AwsDriver(testDriverOptions(c.url, c.sshPort));
+  }
+  if (target === 'azure') {
+    const [{ AzureDriver }, { armClientSetup }] = await Promise.all([import('../../../src/targets/azure/driver.js'), import('../../fakes/arm/client-options.js')]);
+    return (c) => {
+      const setup = armClientSetup({ url: c.url, ca: c.ca ?? '', subscriptionId: c.subscriptionId ?? '' });
+      return new AzureDriver({
+        credential: setup.credential,
+        clientOptions: setup.options,
+        subscriptionId: setup.subscriptionId,
+        pollIntervalMs: setup.pollOptions.updateIntervalInMs,
+        builderAddress: async () => '127.0.0.1',
+        sshOverride: () => ({ host: c.sshHost, port: c.sshPort, username: c.sshUser }),
+        inUseTimeoutMs: 5_000,
+      });
+    };
+  }
+  throw new Error(`unknown target ${target}`);
+}
+
+function lineOf(event: ProgressEvent): string | undefined {
+  if (event.type === 'step') return `step ${event.step} ${event.status}`;
+  if (event.type === 'cleanup') return 'cleanup';
+  return undefined;
+}
+
+const [target = '', mode = ''] = process.argv.slice(2);
+const driverFor = await loadDriver(target);
+const base = await loadDefinition('images/sourcegraph.yaml');
+process.stdout.write('ready\n');
+
+function planOf(c: ChildConfig): Plan {
+  const resolved = resolve(base, target as LeakTarget, 'xs', c.version, { runId: c.runId });
+  // Nothing may run on this host. The sshd logs in as the current user; on Azure the VM keeps the
+  // plan's user (ARM refuses root) and the driver's sshOverride logs in to the sshd instead.
+  const sshUser = target === 'azure' ? resolved.access.sshUser : c.sshUser;
+  return { ...resolved, provision: [], access: { ...resolved.access, sshUser } };
+}
+
+/** Prints `<run> <line>` (stdout is a pipe: on Linux the write is synchronous, so it is out before a freeze). */
+function say(c: ChildConfig, line: string): void {
+  process.stdout.write(`${c.runId} ${line}\n`);
+}
+
+async function killable(c: ChildConfig): Promise<void> {
+  const plan = planOf(c);
+  const paths = runPaths(plan.runId, c.stateDir);
+  const ledger = await Ledger.open(paths.ledger, plan.runId);
+  const result = await runBuild({
+    plan,
+    driver: driverFor(c),
+    ledger,
+    paths,
+    onError: 'cleanup',
+    signal: new AbortController().signal,
+    stepTimeoutsMs: { connect: 20_000 },
+    onProgress: (event) => {
+      const line = lineOf(event);
+      if (!line) return;
+      say(c, line);
+      if (line === c.stopAt) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
+    },
+  });
+  say(c, `result ${result.status} exit ${result.status === 'succeeded' ? 0 : 1}`);
+}
+
+async function interruptible(c: ChildConfig): Promise<void> {
+  const plan = planOf(c);
+  const interrupt = onInterrupt({ first: () => say(c, 'interrupted'), second: () => say(c, 'interrupted again') });
+  try {
+    const run = await runBuilds({
+      plans: [plan],
+      driverFor: () => driverFor(c),
+      stateDir: c.stateDir,
+      onError: 'cleanup',
+      signal: interrupt.signal,
+      concurrency: 1,
+      onProgress: (event) => {
+        const line = lineOf(event);
+        if (!line) return;
+        say(c, line);
+        if (line === c.stopAt) process.emit('SIGINT', 'SIGINT');
+      },
+    });
+    const result = run.results[0];
+    say(c, `result ${result?.status ?? 'none'} exit ${runExitCode(run, 1)}`);
+  } finally {
+    interrupt.dispose();
+  }
+}
+
+for await (const line of createInterface({ input: process.stdin })) {
+  const config = JSON.parse(line) as ChildConfig;
+  if (mode === 'kill') await killable(config);
+  else await interruptible(config);
+}
