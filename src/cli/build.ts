@@ -33,6 +33,7 @@ interface BuildFlags {
   runId?: string;
   localNetwork: string;
   localForward: string[];
+  validate?: boolean;
   bundle?: string;
 }
 
@@ -55,6 +56,7 @@ export function registerBuild(program: Command, out: Output): void {
     .option('-o, --output-dir <dir>', 'where the local target writes images', 'kiln-out')
     .option('--local-network <mode>', 'local target: open (the VM reaches the network through NAT) or restricted (only --local-forward)', 'open')
     .option(...localForwardOption)
+    .option('--validate', 'boot an instance from each image and run the checks before publishing; a failing image is never published')
     .option('--manifest <path>', 'where to write the run manifest', 'kiln-manifest.json')
     .option('-v, --verbose', 'stream every build\'s output (always in its log file)')
     .action(async (path: string, flags: BuildFlags) => {
@@ -102,6 +104,7 @@ async function build(path: string, flags: BuildFlags, out: Output): Promise<numb
       concurrency,
       failFast: flags.failFast,
       resume: flags.resume !== undefined,
+      validate: flags.validate,
       manifestPath: flags.manifest,
       onProgress: (e) => progress.event(e),
       onBuildDone: (r) => progress.buildDone(r),

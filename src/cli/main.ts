@@ -12,6 +12,7 @@ import { terminalOutput } from './output.js';
 import { registerManifest } from './manifest.js';
 import { registerPlan } from './plan.js';
 import { registerRelease } from './release.js';
+import { registerValidate } from './validate.js';
 
 export async function main(argv: string[]): Promise<number> {
   const out = terminalOutput();
@@ -28,6 +29,7 @@ export async function main(argv: string[]): Promise<number> {
   registerBase(program, out);
   registerManifest(program, out);
   registerRelease(program, out);
+  registerValidate(program, out);
 
   try {
     await program.parseAsync(argv);

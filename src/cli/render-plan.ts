@@ -30,6 +30,9 @@ export function renderPlan(plan: Plan, out: Output): void {
     }
   });
   out.line();
+  out.line(out.bold('Checks') + out.dim(' (kiln validate, kiln build --validate)'));
+  for (const check of plan.checks) out.line(`  - ${check.name}${check.expect === undefined ? '' : out.dim(` = ${check.expect}`)}${check.source === 'definition' ? out.dim(' (definition)') : ''}`);
+  out.line();
   out.line(out.bold('Result'));
   for (const line of resultSummary(plan.targetPlan)) out.line(`  ${line}`);
 }

@@ -1,6 +1,7 @@
 /** The table printed at the end of a run: one row per build. */
 import { formatDuration } from '../core/duration.js';
 import type { BuildResult } from '../pipeline/build.js';
+import { renderCheckTable } from '../validate/table.js';
 import type { Output } from './output.js';
 
 export function printSummary(results: BuildResult[], manifestPath: string, out: Output): void {
@@ -15,6 +16,11 @@ export function printSummary(results: BuildResult[], manifestPath: string, out: 
   out.line();
   out.line(out.bold(format(header)));
   for (const row of rows) out.line(format(row));
+  for (const r of results.filter((result) => result.validation?.some((c) => !c.passed))) {
+    out.line();
+    out.line(`${r.buildId}: the validation instance failed these checks (the image was not published):`);
+    out.line(renderCheckTable(r.validation?.filter((c) => !c.passed) ?? []));
+  }
   const leftovers = results.flatMap((r) => r.leftovers);
   if (leftovers.length > 0) {
     out.line();

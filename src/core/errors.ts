@@ -17,6 +17,7 @@ export type KilnErrorCode =
   | 'INTEGRITY' // a checksum or digest did not match
   | 'DOWNLOAD' // fetching an artifact (release file, chart, image) failed
   | 'LOCAL' // a local tool (qemu, qemu-img, debootstrap) failed
+  | 'VALIDATION' // an instance booted from the image failed its checks
   | 'INTERNAL';
 
 export type ErrorContext = Record<string, string | number | boolean | undefined>;

@@ -3,7 +3,7 @@
  * serialisable and deterministic (the run id is an input; no clock, no randomness). Everything a
  * build does is in its plan; drivers and the provisioner receive the plan, never the YAML.
  */
-import type { CheckSpec, SizeName, TargetName } from './schema.js';
+import type { SizeName, TargetName } from './schema.js';
 
 export const PLAN_FORMAT = 1;
 
@@ -24,9 +24,21 @@ export interface Plan {
   access: { sshUser: string; sshCidr?: string };
   software: SoftwarePlan;
   provision: ProvisionStep[];
-  checks: CheckSpec[];
+  /** What `kiln validate` runs on an instance booted from the image, in order. */
+  checks: PlannedCheck[];
   /** Pipeline steps in order, with the kinds of resource each creates. */
   steps: PipelineStepPlan[];
+}
+
+export interface PlannedCheck {
+  name: string;
+  /** Shell command run with sudo on the booted instance. Values reach it only through env. */
+  command: string;
+  env: Record<string, string>;
+  /** Expected stdout, trimmed; without it, exit code 0 is a pass. */
+  expect?: string;
+  /** kiln: derived from the definition's settings; definition: from its checks list. */
+  source: 'kiln' | 'definition';
 }
 
 export interface DiskPlan {
@@ -107,7 +119,8 @@ export interface PlannedFile {
   large?: boolean;
 }
 
-export type PipelineStepName = 'prepare' | 'launch' | 'connect' | 'provision' | 'stop' | 'capture' | 'publish';
+/** `validate` runs only with `kiln build --validate`, between capture and publish. */
+export type PipelineStepName = 'prepare' | 'launch' | 'connect' | 'provision' | 'stop' | 'capture' | 'validate' | 'publish';
 
 export interface PipelineStepPlan {
   name: PipelineStepName;

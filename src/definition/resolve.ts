@@ -8,6 +8,7 @@ import { bundleGaps } from '../bundle/coverage.js';
 import type { VerifiedBundle } from '../bundle/verify.js';
 import { InputError } from '../core/errors.js';
 import { provisionSteps } from '../provision/steps.js';
+import { plannedChecks } from '../validate/checks.js';
 import { planAws } from '../targets/aws/plan.js';
 import { planAzure } from '../targets/azure/plan.js';
 import { planGcp } from '../targets/gcp/plan.js';
@@ -67,7 +68,7 @@ export function resolve(loaded: LoadedDefinition, target: string, size: string, 
     access: { sshUser: targetResult.sshUser, ...(targetResult.sshCidr ? { sshCidr: targetResult.sshCidr } : {}) },
     software,
     provision: provisionSteps({ definition, target: targetName, version, software, dataDisk: targetResult.disks.data, sshUser: targetResult.sshUser, localPath }),
-    checks: definition.checks,
+    checks: plannedChecks(definition, version),
     steps: pipelineSteps(targetResult.steps),
   };
 }
@@ -116,6 +117,7 @@ const STEP_DESCRIPTIONS: Record<PipelineStepName, string> = {
   provision: 'run the provisioning scripts in order',
   stop: 'shut the VM down cleanly',
   capture: 'capture the image(s) from the disks',
+  validate: 'boot an instance from the image and run the checks (with --validate)',
   publish: 'copy and share the image as the definition says',
 };
 

@@ -16,8 +16,13 @@ import { ResourceRecorder, type BuildContext } from './context.js';
 import type { Ledger, LedgerEntry } from './ledger.js';
 import type { RunPaths } from './state-dir.js';
 import { undo } from './undo.js';
+import { renderCheckTable } from '../validate/table.js';
+import { validateImages } from '../validate/validate.js';
+import type { CheckResult } from '../validate/run-checks.js';
 
 export const STEP_ORDER: readonly PipelineStepName[] = ['prepare', 'launch', 'connect', 'provision', 'stop', 'capture', 'publish'];
+/** With `validate`: the image must pass its checks before anything is published. */
+export const VALIDATED_STEP_ORDER: readonly PipelineStepName[] = ['prepare', 'launch', 'connect', 'provision', 'stop', 'capture', 'validate', 'publish'];
 
 export const DEFAULT_STEP_TIMEOUTS_MS: Record<PipelineStepName, number> = {
   prepare: 10 * 60_000,
@@ -26,6 +31,7 @@ export const DEFAULT_STEP_TIMEOUTS_MS: Record<PipelineStepName, number> = {
   provision: 90 * 60_000,
   stop: 15 * 60_000,
   capture: 120 * 60_000,
+  validate: 45 * 60_000,
   publish: 180 * 60_000,
 };
 
@@ -41,6 +47,8 @@ export interface BuildOptions {
   signal: AbortSignal;
   /** Continue from the first step not completed (the VM must still exist). */
   resume?: boolean;
+  /** Boot an instance from the captured image and run the plan's checks before publishing. */
+  validate?: boolean;
   stepTimeoutsMs?: Partial<Record<PipelineStepName, number>>;
   onProgress?: (event: ProgressEvent) => void;
 }
@@ -61,6 +69,8 @@ export interface BuildResult {
   /** Resources still in the ledger after the build (kept by on-error abort, or failed deletes). */
   leftovers: LedgerEntry[];
   sourceImage?: string;
+  /** The checks of the validation instance (with `validate`). */
+  validation?: CheckResult[];
 }
 
 export async function runBuild(options: BuildOptions): Promise<BuildResult> {
@@ -90,6 +100,15 @@ export async function runBuild(options: BuildOptions): Promise<BuildResult> {
       await driver.stop(c);
     },
     capture: (c) => driver.capture(c),
+    validate: async (c) => {
+      const report = await validateImages({ plan, driver, images: [...state.artifacts], ledger, paths: options.paths, log, signal: c.signal });
+      result.validation = report.results;
+      for (const line of renderCheckTable(report.results).split('\n')) log.line(`validate| ${line}`);
+      if (!report.passed) {
+        const failed = report.results.filter((r) => !r.passed).map((r) => r.name);
+        throw new KilnError('VALIDATION', `the image failed ${failed.length} of ${report.results.length} checks: ${failed.join('; ')}`, { build: plan.buildId });
+      }
+    },
     publish: (c) => driver.publish(c, [...state.artifacts]),
   };
   /** The step abandoned at its deadline or by an interrupt, still settling. */
@@ -97,7 +116,7 @@ export async function runBuild(options: BuildOptions): Promise<BuildResult> {
 
   try {
     log.line(`build ${plan.buildId}: ${plan.definition.name} ${plan.version} size ${plan.size} on ${plan.target} (run ${plan.runId})`);
-    for (const step of STEP_ORDER) {
+    for (const step of options.validate ? VALIDATED_STEP_ORDER : STEP_ORDER) {
       // A resumed build reconnects even when connect completed before: the old session is gone.
       const skip = options.resume && state.completed.includes(step) && !(step === 'connect' && !state.completed.includes('provision'));
       if (skip) {

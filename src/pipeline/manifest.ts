@@ -36,6 +36,8 @@ export interface ManifestBuild {
   timingsMs: Partial<Record<PipelineStepName, number>>;
   /** Resources left behind (on-error abort or failed deletes), for `kiln cleanup --run`. */
   leftovers: { kind: string; id?: string; name: string; region?: string }[];
+  /** With `--validate`: the checks an instance booted from the image passed or failed. */
+  validation?: { passed: boolean; checks: { name: string; passed: boolean; output: string }[] };
 }
 
 export function manifestEntry(result: BuildResult): ManifestBuild {
@@ -54,6 +56,7 @@ export function manifestEntry(result: BuildResult): ManifestBuild {
     artifacts: result.artifacts,
     timingsMs: result.timingsMs,
     leftovers: result.leftovers.map((e) => ({ kind: e.kind, name: e.name, ...(e.id ? { id: e.id } : {}), ...(e.region ? { region: e.region } : {}) })),
+    ...(result.validation ? { validation: { passed: result.validation.every((c) => c.passed), checks: result.validation.map((c) => ({ name: c.name, passed: c.passed, output: c.actual })) } } : {}),
   };
 }
 

@@ -20,6 +20,7 @@ export interface RunOptions {
   concurrency: number;
   failFast?: boolean;
   resume?: boolean;
+  validate?: boolean;
   /** Extra copy of the manifest, e.g. ./kiln-manifest.json. */
   manifestPath?: string;
   onProgress?: (event: ProgressEvent) => void;
@@ -42,10 +43,7 @@ export interface RunOwner {
 export async function runBuilds(options: RunOptions): Promise<RunResult> {
   const first = options.plans[0];
   if (!first) throw new Error('a run needs at least one plan');
-  const paths = runPaths(first.runId, options.stateDir);
-  const ledger = await Ledger.open(paths.ledger, first.runId);
-  const startedAt = new Date().toISOString();
-  await writeJsonDurably(paths.owner, { pid: process.pid, host: hostname(), startedAt } satisfies RunOwner);
+  const { paths, ledger, startedAt } = await openRun(first.runId, options.stateDir);
   const manifest = new ManifestWriter([paths.manifest, ...(options.manifestPath ? [options.manifestPath] : [])], {
     manifestVersion: MANIFEST_VERSION,
     runId: first.runId,
@@ -65,7 +63,7 @@ export async function runBuilds(options: RunOptions): Promise<RunResult> {
     for (let plan = queue.shift(); plan; plan = queue.shift()) {
       if (signal.aborted) break;
       await manifest.update({ ...pendingEntry(plan), status: 'running' });
-      const result = await runBuild({ plan, driver: options.driverFor(plan), ledger, paths, onError: options.onError, signal, resume: options.resume, onProgress: options.onProgress });
+      const result = await runBuild({ plan, driver: options.driverFor(plan), ledger, paths, onError: options.onError, signal, resume: options.resume, validate: options.validate, onProgress: options.onProgress });
       results.push(result);
       await manifest.update(manifestEntry(result));
       options.onBuildDone?.(result);
@@ -74,6 +72,15 @@ export async function runBuilds(options: RunOptions): Promise<RunResult> {
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(options.concurrency, options.plans.length)) }, worker));
   return { runId: first.runId, paths, results };
+}
+
+/** A run's state directory and ledger, with this process recorded as the run's live owner. */
+export async function openRun(runId: string, stateDir: string): Promise<{ paths: RunPaths; ledger: Ledger; startedAt: string }> {
+  const paths = runPaths(runId, stateDir);
+  const ledger = await Ledger.open(paths.ledger, runId);
+  const startedAt = new Date().toISOString();
+  await writeJsonDurably(paths.owner, { pid: process.pid, host: hostname(), startedAt } satisfies RunOwner);
+  return { paths, ledger, startedAt };
 }
 
 function pendingEntry(plan: Plan): ManifestBuild {

@@ -19,7 +19,7 @@ import { SIZES, TARGETS } from '../definition/schema.js';
 import { PRODUCT_VERSION, SHA256 } from '../definition/values.js';
 import { MANIFEST_VERSION, type Manifest } from '../pipeline/manifest.js';
 
-export const STEP_NAMES = ['prepare', 'launch', 'connect', 'provision', 'stop', 'capture', 'publish'] as const satisfies readonly PipelineStepName[];
+export const STEP_NAMES = ['prepare', 'launch', 'connect', 'provision', 'stop', 'capture', 'validate', 'publish'] as const satisfies readonly PipelineStepName[];
 export const BUILD_STATUSES = ['succeeded', 'failed', 'interrupted', 'running', 'pending'] as const;
 
 const text = z.string().min(1, 'a non-empty string');
@@ -52,6 +52,7 @@ export const manifestBuildSchema = z.object({
   artifacts: z.array(artifactSchema),
   timingsMs: z.record(z.string(), z.number().nonnegative()),
   leftovers: z.array(z.object({ kind: text, id: text.optional(), name: z.string(), region: text.optional() })),
+  validation: z.object({ passed: z.boolean(), checks: z.array(z.object({ name: text, passed: z.boolean(), output: z.string() })) }).optional(),
 });
 
 export const manifestSchema = z.object({

@@ -46,6 +46,12 @@ export interface TargetDriver {
   capture(ctx: BuildContext): Promise<Artifact[]>;
   /** Copies and shares the captured images as the plan says; returns every artifact to report. */
   publish(ctx: BuildContext, captured: Artifact[]): Promise<Artifact[]>;
+  /**
+   * Launches an instance from the captured images as a customer would, for `kiln validate`: the
+   * image's own data disk, or the one given. Records every resource through ctx.resources (undo
+   * deletes them). Targets without it cannot validate yet.
+   */
+  launchInstance?(ctx: BuildContext, images: Artifact[], options: InstanceOptions): Promise<SshAccess>;
   /** Deletes one recorded resource. Idempotent: a resource already gone is success. */
   destroy(entry: LedgerEntry, options: DestroyOptions): Promise<void>;
   /**
@@ -61,6 +67,14 @@ export interface TaggedResource extends Omit<LedgerEntry, 'seq' | 'createdAt' | 
   runId: string;
   /** When the cloud says it was created (ISO 8601), if it says. */
   createdAt?: string;
+}
+
+export interface InstanceOptions {
+  /** Authorized for the plan's SSH user; the only key the instance may accept. */
+  publicKey: string;
+  privateKey: string;
+  /** An existing data disk to attach instead of the image's own (target-specific reference). */
+  dataDisk?: string;
 }
 
 export interface DestroyOptions {

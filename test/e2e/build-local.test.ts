@@ -1,8 +1,15 @@
 /**
- * The main job, end to end on this machine: `kiln build images/sourcegraph.yaml --target local
- * --size xs` through the real CLI (a separate process), provisioning for real on a QEMU VM from the
- * stand-in artifact server; then the captured images boot like a customer's fresh instance and are
- * checked live. The guest network is restricted to the one forwarded artifact server.
+ * The main job, end to end on this machine, through the real CLI (separate processes):
+ *   - `kiln build images/sourcegraph.yaml --target local --size xs` for version A (5.2.0), and for
+ *     version B (5.9.0) with `--validate` (an instance booted from B's image passes every check
+ *     before anything is published);
+ *   - a customer's life with those images: A's root with a fresh copy of A's data disk deploys on
+ *     first boot; B's root with that data disk upgrades, and the power is cut (QEMU killed) in the
+ *     middle of the upgrade; the next boot of B (`kiln validate` with `--data-disk`) completes it; the
+ *     boot after is a plain start; A's root with B's data is refused as a downgrade, which
+ *     validation reports in its table.
+ * Provisioning runs for real on QEMU VMs from the stand-in artifact server; every guest's network
+ * is restricted to that one forwarded server (the customer boots reach nothing at all).
  */
 import { execa } from 'execa';
 import { existsSync } from 'node:fs';
@@ -10,90 +17,165 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { done, notYet, waitFor } from '../../src/core/wait.js';
 import type { Manifest } from '../../src/pipeline/manifest.js';
 import { generateKeyPair, SshSession } from '../../src/ssh/index.js';
 import { detectAccel } from '../../src/targets/local/accel.js';
 import { createOverlay, launchVm, type VmHandle } from '../../src/targets/local/qemu.js';
 import { createSeedIso } from '../../src/targets/local/seed.js';
+import type { CheckResult } from '../../src/validate/run-checks.js';
 import { startArtifacts, type ArtifactFixture } from '../support/provision-fixture.js';
 
 const isRoot = process.getuid?.() === 0;
 const GUEST_SERVER = '10.0.2.100:8080';
+const A = '5.2.0';
+const B = '5.9.0';
 
-describe.skipIf(!isRoot)('kiln build on the local target, then booting the image', () => {
+interface Cli {
+  exitCode?: number;
+  stdout: string;
+  stderr: string;
+}
+
+describe.skipIf(!isRoot)('kiln build and validate on the local target, then a customer upgrades', () => {
   let work: string;
   let artifacts: ArtifactFixture;
-  let manifest: Manifest;
-  let build: { exitCode?: number; stdout: string; stderr: string };
-  let vm: VmHandle | undefined;
-  let session: SshSession | undefined;
+  const builds: Record<string, { cli: Cli; manifest: Manifest }> = {};
+  const vms: VmHandle[] = [];
+  const sessions: SshSession[] = [];
+
+  const kiln = (args: string[]) =>
+    execa('node', ['bin/kiln.js', ...args], { reject: false, env: { CI: 'true', KILN_STATE_DIR: path.join(work, 'state') } });
+
+  async function build(version: string, extra: string[]): Promise<void> {
+    const mirrors = artifacts.mirrors(`http://${GUEST_SERVER}`);
+    const manifestPath = path.join(work, `manifest-${version}.json`);
+    const cli = await kiln([
+      'build', 'images/sourcegraph.yaml', '--target', 'local', '--size', 'xs', '--version', version, ...extra,
+      '--local-network', 'restricted', '--local-forward', `${GUEST_SERVER}=127.0.0.1:${artifacts.server.port}`,
+      '--mirror', `k3s=${mirrors.k3s}`, '--mirror', `helm=${mirrors.helm}`, '--mirror', `charts=${mirrors.charts}`,
+      '--output-dir', path.join(work, `out-${version}`), '--manifest', manifestPath, '--verbose',
+    ]);
+    if (cli.exitCode !== 0) console.error(cli.stdout.split('\n').slice(-80).join('\n'), cli.stderr);
+    builds[version] = { cli, manifest: JSON.parse(await readFile(manifestPath, 'utf8')) as Manifest };
+  }
+
+  const image = (version: string, disk: 'root' | 'data') =>
+    builds[version]?.manifest.builds[0]?.artifacts.find((a) => a.disk === disk && a.format === 'qcow2')?.path ?? '';
+
+  /** Boots root + data like a customer's instance and returns an SSH session into it. */
+  async function boot(name: string, root: string, data: string, options: { files?: { path: string; content: string }[]; onConsoleLine?: (line: string) => void } = {}) {
+    const client = generateKeyPair('customer');
+    const hostKey = generateKeyPair('customer-host');
+    const seed = path.join(work, `${name}-seed.iso`);
+    await createSeedIso({ path: seed, instanceId: name, hostname: 'appliance', user: { name: 'customer', sshPublicKey: client.publicKey }, hostKey, files: options.files });
+    const accel = await detectAccel();
+    const vm = await launchVm({
+      name: `kiln-e2e-${name}`, workDir: path.join(work, name), rootDisk: root, dataDisks: [{ path: data, serial: 'kiln-data' }], seedIso: seed,
+      cpus: 2, memoryMiB: 2048, sshForward: { hostAddress: '127.0.0.1', hostPort: 0 }, accel: accel.accel, cpu: accel.cpu,
+      serialLogPath: path.join(work, `${name}-console.log`), onConsoleLine: options.onConsoleLine,
+    });
+    vms.push(vm);
+    const connect = () => SshSession.connect({ ...vm.sshAddress, username: 'customer', privateKey: client.privateKey, hostKeys: [hostKey.publicKey], timeoutMs: 15 * 60_000 });
+    return { vm, connect };
+  }
+
+  async function validate(rootImage: string, version: string, dataDisk: string, json: boolean): Promise<Cli> {
+    return kiln([
+      'validate', rootImage, '--target', 'local', '--definition', 'images/sourcegraph.yaml', '--size', 'xs', '--version', version,
+      '--data-disk', dataDisk, ...(json ? ['--json'] : []),
+    ]);
+  }
+
+  const checksOf = (cli: Cli) => (JSON.parse(cli.stdout) as { results: { passed: boolean; checks: CheckResult[] }[] }).results[0];
+  const output = (checks: CheckResult[] | undefined, name: string) => checks?.find((c) => c.name === name)?.actual;
 
   beforeAll(async () => {
     work = await mkdtemp(path.join(os.tmpdir(), 'kiln-e2e-build-'));
     artifacts = await startArtifacts();
-    const mirrors = artifacts.mirrors(`http://${GUEST_SERVER}`);
-    build = await execa(
-      'node',
-      [
-        'bin/kiln.js', 'build', 'images/sourcegraph.yaml', '--target', 'local', '--size', 'xs', '--version', '5.2.0',
-        '--local-network', 'restricted', '--local-forward', `${GUEST_SERVER}=127.0.0.1:${artifacts.server.port}`,
-        '--mirror', `k3s=${mirrors.k3s}`, '--mirror', `helm=${mirrors.helm}`, '--mirror', `charts=${mirrors.charts}`,
-        '--output-dir', path.join(work, 'out'), '--manifest', path.join(work, 'kiln-manifest.json'), '--verbose',
-      ],
-      { reject: false, env: { CI: 'true', KILN_STATE_DIR: path.join(work, 'state') }, all: false },
-    );
-    if (build.exitCode !== 0) console.error(build.stdout.split('\n').slice(-80).join('\n'), build.stderr);
-    manifest = JSON.parse(await readFile(path.join(work, 'kiln-manifest.json'), 'utf8')) as Manifest;
+    await build(A, []);
+    await build(B, ['--validate']);
   });
 
   afterAll(async () => {
-    session?.close();
-    await vm?.kill();
+    for (const session of sessions) session.close();
+    for (const vm of vms) await vm.kill();
     await artifacts?.close();
     if (work) await rm(work, { recursive: true, force: true });
   });
 
-  it('builds, writes the manifest and leaves nothing behind', async () => {
-    expect(build.exitCode).toBe(0);
-    const [entry] = manifest.builds;
-    expect(entry).toMatchObject({ target: 'local', size: 'XS', version: '5.2.0', status: 'succeeded', k3sVersion: 'v1.29.6+k3s2', leftovers: [] });
-    expect(entry?.artifacts.map((a) => `${a.disk}:${a.format}`).sort()).toEqual(['data:qcow2', 'data:vmdk', 'root:qcow2', 'root:vmdk']);
-    for (const artifact of entry?.artifacts ?? []) expect(existsSync(artifact.path ?? '')).toBe(true);
-    const ledger = JSON.parse(await readFile(path.join(work, 'state', 'runs', manifest.runId, 'ledger.json'), 'utf8')) as { entries: unknown[] };
-    expect(ledger.entries).toEqual([]);
-    const leftover = await execa('pgrep', ['-f', `kiln-${manifest.runId}`], { reject: false });
-    expect(leftover.stdout).toBe('');
+  it('builds both versions, writes the manifests and leaves nothing behind', async () => {
+    for (const version of [A, B]) {
+      const { cli, manifest } = builds[version] ?? { cli: { stdout: '', stderr: 'no build' }, manifest: { builds: [] } as unknown as Manifest };
+      expect(cli.exitCode, cli.stderr).toBe(0);
+      const [entry] = manifest.builds;
+      expect(entry).toMatchObject({ target: 'local', size: 'XS', version, status: 'succeeded', k3sVersion: 'v1.29.6+k3s2', leftovers: [] });
+      expect(entry?.artifacts.map((a) => `${a.disk}:${a.format}`).sort()).toEqual(['data:qcow2', 'data:vmdk', 'root:qcow2', 'root:vmdk']);
+      for (const artifact of entry?.artifacts ?? []) expect(existsSync(artifact.path ?? '')).toBe(true);
+      const ledger = JSON.parse(await readFile(path.join(work, 'state', 'runs', manifest.runId, 'ledger.json'), 'utf8')) as { entries: unknown[] };
+      expect(ledger.entries).toEqual([]);
+      expect((await execa('pgrep', ['-f', `kiln-${manifest.runId}`], { reject: false })).stdout).toBe('');
+    }
   });
 
-  it('boots the captured images as a fresh instance that deploys on first boot', async () => {
-    const files = manifest.builds[0]?.artifacts.filter((a) => a.format === 'qcow2') ?? [];
-    const root = path.join(work, 'boot-root.qcow2');
-    const data = path.join(work, 'boot-data.qcow2');
-    await createOverlay(files.find((f) => f.disk === 'root')?.path ?? '', root);
-    await createOverlay(files.find((f) => f.disk === 'data')?.path ?? '', data);
-    const client = generateKeyPair('customer');
-    const hostKey = generateKeyPair('customer-host');
-    const seed = path.join(work, 'seed.iso');
-    await createSeedIso({ path: seed, instanceId: 'customer-1', hostname: 'appliance', user: { name: 'customer', sshPublicKey: client.publicKey }, hostKey });
-    const accel = await detectAccel();
-    vm = await launchVm({
-      name: 'kiln-e2e-customer', workDir: path.join(work, 'vm'), rootDisk: root, dataDisks: [{ path: data, serial: 'kiln-data' }], seedIso: seed,
-      cpus: 2, memoryMiB: 2048, sshForward: { hostAddress: '127.0.0.1', hostPort: 0 }, accel: accel.accel, cpu: accel.cpu, serialLogPath: path.join(work, 'console.log'),
-    });
-    session = await SshSession.connect({ ...vm.sshAddress, username: 'customer', privateKey: client.privateKey, hostKeys: [hostKey.publicKey], timeoutMs: 15 * 60_000 });
-    const sh = async (command: string) => (await session!.run(command, { sudo: true, timeoutMs: 10 * 60_000 })).stdoutTail.trim();
-    await sh('systemctl is-system-running --wait || true');
+  it('validates B before publishing: every check passes on a fresh instance, recorded in the manifest', () => {
+    const entry = builds[B]?.manifest.builds[0];
+    expect(entry?.timingsMs.validate).toBeGreaterThan(0);
+    expect(entry?.validation?.passed).toBe(true);
+    const names = entry?.validation?.checks.map((c) => c.name) ?? [];
+    for (const name of ['boot unit succeeded', 'k3s is running', 'root volume version', 'data volume version', 'data volume mounted by label', '/var/lib/kubelet on the data volume', 'sysctl fs.inotify.max_user_watches', 'firewall trusts the cluster and service CIDRs', "only this instance's SSH key is authorized", 'sourcegraph release deployed']) {
+      expect(names).toContain(name);
+    }
+    expect(entry?.validation?.checks.find((c) => c.name === 'boot unit report')?.output).toMatch(/first-boot to 5\.9\.0 done/);
+    expect(builds[B]?.cli.stdout).toMatch(/validate\| pass\s+sourcegraph release deployed/);
+  });
 
-    expect(await sh('cat /etc/sourcegraph/version')).toBe('5.2.0');
-    expect(await sh('cat /mnt/data/.sourcegraph-version')).toBe('5.2.0');
-    expect(await sh('findmnt -n -o SOURCE,LABEL /mnt/data')).toMatch(/^\/dev\/vdb\s+sgdata$/);
-    expect(await sh('sysctl -n fs.inotify.max_user_watches')).toBe('1048576');
-    expect(await sh('nft list ruleset')).toContain('10.10.0.0/16');
-    expect(await sh('cat /var/log/kiln-boot.log')).toContain('first-boot');
-    const installs = (await sh('cat /var/log/kiln-standins.jsonl')).split('\n').map((l) => JSON.parse(l) as { tool: string; event: string; release?: string }).filter((e) => e.tool === 'helm' && e.event === 'upgrade');
+  it('upgrades A\'s data to B across a power cut, then starts plainly, and refuses to downgrade', async () => {
+    const customerData = path.join(work, 'customer-data.qcow2');
+    await createOverlay(image(A, 'data'), customerData);
+
+    // 1. A's root, fresh data: the first boot deploys both charts.
+    const rootA = path.join(work, 'root-a.qcow2');
+    await createOverlay(image(A, 'root'), rootA);
+    const first = await boot('first', rootA, customerData);
+    const session = await first.connect();
+    sessions.push(session);
+    const sh = async (command: string) => (await session.run(command, { sudo: true, timeoutMs: 10 * 60_000 })).stdoutTail.trim();
+    await waitFor(async () => (/^(active|failed)$/.test(await sh('systemctl show -p ActiveState --value kiln-boot')) ? done(true) : notYet()), { what: 'the first boot unit', timeoutMs: 20 * 60_000, initialDelayMs: 2_000 });
+    expect(await sh('cat /mnt/data/.sourcegraph-version')).toBe(A);
+    const installs = (await sh('cat /var/log/kiln-standins.jsonl')).split('\n').map((l) => JSON.parse(l) as { tool: string; event: string; release?: string; }).filter((e) => e.tool === 'helm' && e.event === 'upgrade');
     expect(installs.map((e) => e.release)).toEqual(['sourcegraph', 'sourcegraph-executor-k8s']);
-    // Generalized: the build's user and keys are gone; this instance got its own identity.
-    expect(await sh('id sourcegraph >/dev/null 2>&1 && test -s /home/sourcegraph/.ssh/authorized_keys && echo kept || echo gone')).toBe('gone');
-    expect(await sh('cat /etc/machine-id')).toMatch(/^[0-9a-f]{32}$/);
+    expect(await sh('tail -n 1 /var/log/kiln-boot.log')).toMatch(/first-boot to 5\.2\.0 done/);
+    session.close();
+    await first.vm.shutdown({ timeoutMs: 5 * 60_000 });
+
+    // 2. B's root with that data disk: the upgrade starts, and the power is cut while Helm upgrades.
+    // (This instance's root is thrown away: the root volume is disposable, the data volume is not.)
+    const rootCut = path.join(work, 'root-b-cut.qcow2');
+    await createOverlay(image(B, 'root'), rootCut);
+    let holding = false;
+    const cut = await boot('power-cut', rootCut, customerData, {
+      files: [{ path: '/etc/kiln-standins/faults', content: 'hang-during-upgrade sourcegraph\n' }],
+      onConsoleLine: (line) => (holding ||= line.includes('holding the upgrade of sourcegraph')),
+    });
+    await waitFor(async () => (holding ? done(true) : notYet()), { what: 'the upgrade to reach Helm', timeoutMs: 20 * 60_000, initialDelayMs: 1_000, maxDelayMs: 2_000 });
+    await cut.vm.kill();
+
+    // 3. The next boot with B's root completes the upgrade; 4. the one after only starts K3s.
+    const completed = await validate(image(B, 'root'), B, customerData, true);
+    expect(completed.exitCode, completed.stdout + completed.stderr).toBe(0);
+    expect(output(checksOf(completed)?.checks, 'data volume version')).toBe(B);
+    expect(output(checksOf(completed)?.checks, 'boot unit report')).toMatch(/upgrade to 5\.9\.0 done/);
+    const again = await validate(image(B, 'root'), B, customerData, true);
+    expect(again.exitCode, again.stdout + again.stderr).toBe(0);
+    expect(output(checksOf(again)?.checks, 'boot unit report')).toMatch(/version 5\.9\.0 already deployed; K3s started, nothing else to do/);
+
+    // 5. A's root with B's data: refused, and validation says so in its table.
+    const downgrade = await validate(image(A, 'root'), A, customerData, false);
+    expect(downgrade.exitCode).toBe(1);
+    expect(downgrade.stdout).toMatch(/FAIL\s+boot unit succeeded\s+expected "active", got failed/);
+    expect(downgrade.stdout).toMatch(/FAIL\s+data volume version\s+expected "5\.2\.0", got 5\.9\.0/);
+    expect(downgrade.stdout).toMatch(/REFUSING TO DOWNGRADE/);
+    expect(downgrade.stdout).toMatch(/checks failed/);
   });
 });

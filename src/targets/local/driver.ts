@@ -13,7 +13,7 @@ import type { LocalTargetPlan } from '../../definition/plan.js';
 import type { BuildContext } from '../../pipeline/context.js';
 import type { LedgerEntry } from '../../pipeline/ledger.js';
 import { generateKeyPair } from '../../ssh/index.js';
-import type { Artifact, DestroyOptions, SshAccess, TargetDriver } from '../target.js';
+import type { Artifact, DestroyOptions, InstanceOptions, SshAccess, TargetDriver } from '../target.js';
 import { detectAccel, type Accel } from './accel.js';
 import { defaultCpu } from './qemu-args.js';
 import { buildBaseImage } from './base/build.js';
@@ -22,6 +22,7 @@ import { exportDisk, type ExportFormat, type ExportOutputs } from './capture.js'
 import { createBlankDisk, createOverlay, launchVm, type GuestForward, type VmHandle } from './qemu.js';
 import { QmpClient } from './qmp.js';
 import { createSeedIso } from './seed.js';
+import { launchLocalInstance } from './instance.js';
 
 export interface LocalDriverOptions {
   /** Where base images are cached; default $KILN_CACHE_DIR or ~/.cache/kiln. */
@@ -159,6 +160,12 @@ export class LocalDriver implements TargetDriver {
       }
     }
     return artifacts;
+  }
+
+  async launchInstance(ctx: BuildContext, images: Artifact[], options: InstanceOptions): Promise<SshAccess> {
+    const t = targetPlan(ctx);
+    const { accel, cpu } = await this.accelerator(t.accelerator, ctx);
+    return launchLocalInstance(ctx, t, images, options, { accel, cpu, network: this.options.network ?? 'open', guestForwards: this.options.guestForwards ?? [] });
   }
 
   async publish(): Promise<Artifact[]> {

@@ -19,6 +19,8 @@ export interface SeedOptions {
   user: { name: string; sshPublicKey: string };
   /** ed25519 host key the guest's sshd will use. */
   hostKey: Pick<SshKeyPair, 'privateKey' | 'publicKey'>;
+  /** Files cloud-init writes early in first boot (before network-online.target), e.g. test faults. */
+  files?: { path: string; content: string }[];
 }
 
 export interface SeedContent {
@@ -51,6 +53,7 @@ export function seedContent(options: Omit<SeedOptions, 'path'>): SeedContent {
         ed25519_private: options.hostKey.privateKey.endsWith('\n') ? options.hostKey.privateKey : `${options.hostKey.privateKey}\n`,
         ed25519_public: options.hostKey.publicKey.trim(),
       },
+      ...(options.files?.length ? { write_files: options.files.map((f) => ({ path: f.path, content: f.content, permissions: '0644' })) } : {}),
     },
     YAML_OPTIONS,
   )}`;

@@ -110,4 +110,15 @@ describe('a build', () => {
     expect([...driver.live.values()].sort()).toEqual(['image', 'image', 'image-copy']);
     expect(ledger.entries()).toEqual([]);
   });
+
+  it('with validate, never publishes an image it could not validate, and leaves nothing behind', async () => {
+    // The scripted driver cannot launch instances, like a target without validation support.
+    const { driver, ledger, result } = await build({}, { validate: true });
+    expect(result.status).toBe('failed');
+    expect(result.failedStep).toBe('validate');
+    expect(result.error?.message).toMatch(/validation is not supported on the local target yet/);
+    expect(driver.calls).toEqual(['prepare', 'launch', 'connect', 'stop', 'capture']);
+    expect([...driver.live.keys()]).toEqual([]);
+    expect(ledger.entries()).toEqual([]);
+  });
 });

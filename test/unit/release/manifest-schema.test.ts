@@ -25,10 +25,10 @@ describe('manifest schema', () => {
 
   it('keeps fields it does not know (a newer kiln added them: additions keep the version)', () => {
     const m = { ...fixture(), release: { channel: 'stable' } };
-    m.builds[0] = { ...m.builds[0]!, ...{ validation: { passed: 3 } } };
+    m.builds[0] = { ...m.builds[0]!, ...{ boots: { count: 3 } } };
     const read = parseManifest(JSON.stringify(m), 'new.json') as unknown as Record<string, unknown>;
     expect(read.release).toEqual({ channel: 'stable' });
-    expect((read.builds as Record<string, unknown>[])[0]?.validation).toEqual({ passed: 3 });
+    expect((read.builds as Record<string, unknown>[])[0]?.boots).toEqual({ count: 3 });
   });
 
   it('reports every problem at once, with file, line, column, field, expected and found', async () => {
