@@ -63,9 +63,10 @@ export async function validateImages(options: ValidateOptions): Promise<Validati
       signal: options.signal,
       log: log.line,
     });
+    // A data disk that outlives the instance gets a clean shutdown, not a power cut.
+    if (options.dataDisk) await session.exec('sync', { sudo: true, quiet: true, signal: options.signal });
     session.close();
     session = undefined;
-    // A data disk that outlives the instance gets a clean shutdown, not a power cut.
     if (options.dataDisk) await driver.stop(ctx);
   } finally {
     session?.close();

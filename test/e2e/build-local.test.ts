@@ -7,7 +7,8 @@
  *     first boot; B's root with that data disk upgrades, and the power is cut (QEMU killed) in the
  *     middle of the upgrade; the next boot of B (`kiln validate` with `--data-disk`) completes it; the
  *     boot after is a plain start; A's root with B's data is refused as a downgrade, which
- *     validation reports in its table.
+ *     validation reports in its table;
+ *   - `kiln validate` of a deliberately broken copy of A's image (its sysctl file deleted) fails.
  * Provisioning runs for real on QEMU VMs from the stand-in artifact server; every guest's network
  * is restricted to that one forwarded server (the customer boots reach nothing at all).
  */
@@ -177,5 +178,26 @@ describe.skipIf(!isRoot)('kiln build and validate on the local target, then a cu
     expect(downgrade.stdout).toMatch(/FAIL\s+data volume version\s+expected "5\.2\.0", got 5\.9\.0/);
     expect(downgrade.stdout).toMatch(/REFUSING TO DOWNGRADE/);
     expect(downgrade.stdout).toMatch(/checks failed/);
+  });
+
+  it('fails the validation of a deliberately broken image, with a table saying what is wrong', async () => {
+    // Break A's image without booting it: delete kiln's sysctl file from the root filesystem.
+    const broken = path.join(work, 'broken-root.raw');
+    await execa('qemu-img', ['convert', '-O', 'raw', image(A, 'root'), broken]);
+    const table = JSON.parse((await execa('sfdisk', ['--json', broken])).stdout) as { partitiontable: { sectorsize?: number; partitions: { start: number; size: number }[] } };
+    const rootfs = [...table.partitiontable.partitions].sort((a, b) => b.size - a.size)[0];
+    const offset = (rootfs?.start ?? 0) * (table.partitiontable.sectorsize ?? 512);
+    await execa('debugfs', ['-w', '-R', 'rm /etc/sysctl.d/90-kiln.conf', `${broken}?offset=${offset}`]);
+
+    const data = path.join(work, 'broken-data.qcow2');
+    await createOverlay(image(A, 'data'), data);
+
+    const cli = await validate(broken, A, data, false);
+    expect(cli.exitCode, cli.stderr).toBe(1);
+    expect(cli.stdout).toMatch(/local XS 5\.2\.0: FAILED/);
+    expect(cli.stdout).toMatch(/FAIL\s+sysctl vm\.max_map_count\s+expected "262144", got 65530/);
+    expect(cli.stdout).toMatch(/pass\s+boot unit succeeded/);
+    expect(cli.stdout).toMatch(/pass\s+sourcegraph release deployed/);
+    expect(cli.stdout).toMatch(/\d of 22 checks failed/);
   });
 });

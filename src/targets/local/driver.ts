@@ -165,7 +165,10 @@ export class LocalDriver implements TargetDriver {
   async launchInstance(ctx: BuildContext, images: Artifact[], options: InstanceOptions): Promise<SshAccess> {
     const t = targetPlan(ctx);
     const { accel, cpu } = await this.accelerator(t.accelerator, ctx);
-    return launchLocalInstance(ctx, t, images, options, { accel, cpu, network: this.options.network ?? 'open', guestForwards: this.options.guestForwards ?? [] });
+    const { access, vm } = await launchLocalInstance(ctx, t, images, options, { accel, cpu, network: this.options.network ?? 'open', guestForwards: this.options.guestForwards ?? [] });
+    // stop() then shuts it down through its handle: power button, then quit, each with a deadline.
+    this.vms.set(ctx.plan.buildId, vm);
+    return access;
   }
 
   async publish(): Promise<Artifact[]> {

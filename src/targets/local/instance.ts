@@ -13,7 +13,7 @@ import type { BuildContext } from '../../pipeline/context.js';
 import { generateKeyPair } from '../../ssh/index.js';
 import type { Artifact, InstanceOptions, SshAccess } from '../target.js';
 import type { Accel } from './accel.js';
-import { createBlankDisk, createOverlay, launchVm, type GuestForward } from './qemu.js';
+import { createBlankDisk, createOverlay, launchVm, type GuestForward, type VmHandle } from './qemu.js';
 import { createSeedIso } from './seed.js';
 
 /** Formats QEMU boots from, best first. */
@@ -26,7 +26,13 @@ export interface LocalInstanceEnvironment {
   guestForwards: GuestForward[];
 }
 
-export async function launchLocalInstance(ctx: BuildContext, t: LocalTargetPlan, images: Artifact[], options: InstanceOptions, env: LocalInstanceEnvironment): Promise<SshAccess> {
+export async function launchLocalInstance(
+  ctx: BuildContext,
+  t: LocalTargetPlan,
+  images: Artifact[],
+  options: InstanceOptions,
+  env: LocalInstanceEnvironment,
+): Promise<{ access: SshAccess; vm: VmHandle }> {
   const work = join(ctx.paths.work, 'instance');
   await mkdir(work, { recursive: true, mode: 0o700 });
   const vmName = `${t.names.vm}-check`;
@@ -73,7 +79,7 @@ export async function launchLocalInstance(ctx: BuildContext, t: LocalTargetPlan,
     return { id: String(handle.pid), extra: { qmpSocket: handle.qmpSocket, vmName }, handle };
   });
   ctx.log.line(`local: instance ${vmName} (pid ${vm.id}) booting from ${rootImage} with data disk ${data}`);
-  return { ...vm.handle.sshAddress, username: ctx.plan.access.sshUser, privateKey: options.privateKey, hostKeys: [hostKey.publicKey] };
+  return { access: { ...vm.handle.sshAddress, username: ctx.plan.access.sshUser, privateKey: options.privateKey, hostKeys: [hostKey.publicKey] }, vm: vm.handle };
 }
 
 function bootable(images: Artifact[], disk: 'root' | 'data'): string {
