@@ -1,13 +1,15 @@
 /**
  * The checks a booted image must pass, resolved into the plan: kiln's own, derived from what the
  * definition configures (boot unit, K3s, version files, data volume and its bind mounts, sysctls,
- * firewall, no identity left from the build), then the definition's `checks`. Pure data: `kiln plan`
+ * the registry mirror, firewall, no identity left from the build), then the definition's `checks`. Pure data: `kiln plan`
  * prints them, and the validator runs them over SSH with sudo.
  *
  * No value from the definition is pasted into a command: each reaches its check as an environment
  * variable. `KILN_VALIDATION_KEY` is added at run time (the validation instance's public key body).
  */
+import { createHash } from 'node:crypto';
 import type { PlannedCheck } from '../definition/plan.js';
+import { registriesConfig } from '../provision/steps.js';
 import type { Definition } from '../definition/schema.js';
 
 /** Runtime variable: the base64 body of the only SSH key that may be authorized on the instance. */
@@ -35,6 +37,13 @@ export function plannedChecks(definition: Definition, version: string): PlannedC
     ),
     ...Object.entries(host.sysctls).map(([key, value]) => kiln(`sysctl ${key}`, 'sysctl -n -- "$SYSCTL_KEY" | tr -s "\\t " " "', { SYSCTL_KEY: key }, String(value).replace(/\s+/g, ' '))),
   ];
+  const registries = registriesConfig(definition);
+  if (registries) {
+    // Compared by sha256: the file can be longer than the output a check keeps.
+    const sha = createHash('sha256').update(registries).digest('hex');
+    checks.push(kiln(`registries.yaml mirrors ${k3s.registryMirror?.registries.join(', ') ?? ''} to the internal registry`, 'sha256sum < /etc/rancher/k3s/registries.yaml | cut -c1-64', {}, sha));
+    if (k3s.registryMirror?.caFile) checks.push(kiln('registry mirror CA installed', 'grep -q -e "-----BEGIN CERTIFICATE-----" /etc/rancher/k3s/registry-ca.pem'));
+  }
   if (host.firewall.enabled) {
     checks.push(
       kiln('firewall trusts the cluster and service CIDRs', FIREWALL_TRUSTS_CIDRS, { CLUSTER_CIDR: k3s.clusterCidr, SERVICE_CIDR: k3s.serviceCidr }),

@@ -118,6 +118,10 @@ describe.skipIf(!isRoot)('provisioning from an offline bundle with no network', 
     expect(registries.configs).toEqual({ [new URL(endpoint).host]: { tls: { ca_file: '/etc/rancher/k3s/registry-ca.pem' } } });
     expect(await sandbox.check('cat /etc/rancher/k3s/registry-ca.pem')).toBe(caPem);
     expect(await sandbox.check('stat -c %a /etc/rancher/k3s/registries.yaml')).toBe('600\n');
+    // kiln validate's checks of them pass on this root.
+    const checks = plan.checks.filter((c) => c.name.startsWith('registr'));
+    expect(checks).toHaveLength(2);
+    for (const check of checks) expect((await sandbox.check(check.command)).trim()).toBe(check.expect ?? '');
   });
 
   it('leaves no bundle in the image: generalize removes the staging directory', async () => {

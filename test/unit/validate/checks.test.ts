@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { registriesConfig } from '../../../src/provision/steps.js';
 import { loadDefinition } from '../../../src/definition/load.js';
 import { plannedChecks } from '../../../src/validate/checks.js';
 import { renderCheckTable } from '../../../src/validate/table.js';
@@ -26,6 +28,18 @@ describe('plannedChecks', () => {
       for (const value of Object.values(check.env)) expect(check.command, check.name).not.toContain(value);
     }
     expect(checks.filter((c) => c.source === 'kiln').map((c) => c.command).join('\n')).not.toMatch(/sgdata|10\.10\.0\.0|\/mnt\/data|sourcegraph/);
+  });
+
+  it('checks registries.yaml (what kiln wrote, by sha256) and the CA when the definition names a registry mirror', () => {
+    expect(checks.map((c) => c.name).filter((n) => n.includes('regist'))).toEqual([]);
+    const k3s = { ...sourcegraph.definition.k3s, registryMirror: { endpoint: 'https://registry.internal:5000', caFile: 'ca.pem', registries: ['docker.io', 'quay.io'] } };
+    const definition = { ...sourcegraph.definition, k3s };
+    const mirrored = plannedChecks(definition, '5.2.0');
+    const registries = mirrored.find((c) => c.name === 'registries.yaml mirrors docker.io, quay.io to the internal registry');
+    expect(registries).toMatchObject({ command: 'sha256sum < /etc/rancher/k3s/registries.yaml | cut -c1-64', source: 'kiln' });
+    expect(registries?.expect).toBe(createHash('sha256').update(registriesConfig(definition) ?? '').digest('hex'));
+    expect(registriesConfig(definition)).toContain('ca_file: /etc/rancher/k3s/registry-ca.pem');
+    expect(mirrored.map((c) => c.name)).toContain('registry mirror CA installed');
   });
 
   it('leaves the firewall check out when the definition disables the firewall', () => {
