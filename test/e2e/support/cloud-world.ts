@@ -9,7 +9,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'vitest';
-import type { Manifest } from '../../../src/pipeline/manifest.js';
+import type { Manifest, ManifestBuild } from '../../../src/pipeline/manifest.js';
 import { done, notYet, waitFor } from '../../../src/core/wait.js';
 import { SshSession } from '../../../src/ssh/index.js';
 import { hostKeysFromConsole } from '../../../src/targets/aws/hostkeys.js';
@@ -124,7 +124,16 @@ export async function connectToInstance(world: CloudWorld, instance: { address: 
   return SshSession.connect({ host: instance.address, port: 22, username: instance.user, privateKey: instance.privateKey, hostKeys, timeoutMs: 20 * 60_000 });
 }
 
-/** Whether any process still runs a QEMU guest of this backend (its names start with kiln-fake-). */
-export async function fakeGuestsRunning(): Promise<string> {
-  return (await execa('pgrep', ['-af', 'kiln-fake-'], { reject: false })).stdout.trim();
+/**
+ * The run succeeded and left nothing but its artifacts: the build's manifest entry, an empty
+ * ledger, no disk or running machine in the backend and no QEMU guest of it (kiln-fake-*) alive.
+ */
+export async function expectCleanSuccess(world: CloudWorld, run: BuildRun, target: string): Promise<ManifestBuild | undefined> {
+  expect(run.exitCode).toBe(0);
+  const [build] = run.manifest.builds;
+  expect(build).toMatchObject({ target, size: 'XS', version: '5.2.0', status: 'succeeded', k3sVersion: 'v1.29.6+k3s2', leftovers: [] });
+  expect(run.ledgerEntries).toEqual([]);
+  expect(world.machines.inventory()).toMatchObject({ disks: [], runningMachines: [] });
+  expect((await execa('pgrep', ['-af', 'kiln-fake-'], { reject: false })).stdout.trim()).toBe('');
+  return build;
 }

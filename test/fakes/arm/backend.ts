@@ -1,5 +1,5 @@
 /**
- * Wraps the MachineBackend (NullMachines in fast mode, QEMU later) and remembers which disks,
+ * Wraps the MachineBackend (NullMachines in fast mode, QemuMachines end to end) and remembers which disks,
  * snapshots and machines the fake has created in it and not yet deleted, so that cleanup tests can
  * assert that nothing is left behind below the API as well.
  */

@@ -28,7 +28,7 @@
  *    galleries, image definitions, image versions from a managed image or a VM, replicated per
  *    target region over time (`$expand=ReplicationStatus`), nested-resource delete protection.
  *  - Machines: every disk/VM side effect goes through a `MachineBackend` (NullMachines by default;
- *    a QEMU backend later), wrapped to track what exists: createDisk (from the image snapshot,
+ *    QemuMachines for end-to-end runs, data disks at their LUN), wrapped to track what exists: createDisk (from the image snapshot,
  *    or `marketplace:publisher:offer:sku:version` for marketplace images), startMachine (admin user,
  *    first SSH key, the public IP's loopback address), stopMachine on powerOff/deallocate,
  *    snapshotDisk on image/version capture, destroyMachine/deleteDisk/deleteSnapshot on deletes.

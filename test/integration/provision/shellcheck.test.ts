@@ -18,6 +18,7 @@ async function shellFiles(): Promise<string[]> {
   const support = [
     'test/support/standins/k3s',
     'test/support/standins/helm',
+    'test/support/azure-cli/az',
     'test/support/sandbox/enter.sh',
     ...(await readdir('test/support/sandbox/bin')).map((f) => path.join('test/support/sandbox/bin', f)),
   ];
