@@ -6,8 +6,9 @@
  * methods per project and zonal/regional ones per project and region: global calls share the
  * `global` key.
  *
- * Left alone: methods without a request object (path helpers, getProjectId, close) and the
- * streaming and async-iterator forms (`*Stream`, `*Async`), which kiln does not use.
+ * Left alone: private members, methods without a request object (path helpers, getProjectId,
+ * close) and the streaming and async-iterator forms (`*Stream`, `*Async`): the latter page through
+ * the unwrapped method internally (the sweep's aggregatedList), so they are not counted.
  */
 import type { ApiCallKind, RateLimits } from '../rate-limits.js';
 import type { GceClients } from './client.js';
@@ -23,7 +24,8 @@ export function limitClients(clients: GceClients, limits: RateLimits): GceClient
     new Proxy(client, {
       get(target, property, receiver) {
         const value: unknown = Reflect.get(target, property, receiver);
-        if (typeof value !== 'function' || typeof property !== 'string' || /(Stream|Async)$/.test(property)) return value;
+        // Private members (`_log` is a callable logger with methods of its own) pass through as they are.
+        if (typeof value !== 'function' || typeof property !== 'string' || property.startsWith('_') || /(Stream|Async)$/.test(property)) return value;
         const method = value as (...args: unknown[]) => unknown;
         return (...args: unknown[]) => {
           const request = args[0] as GceRequest | undefined;
