@@ -2,9 +2,10 @@
  * Publishing: CopyImage into every publish region at once (each through the destination region's
  * client, with a deterministic ClientToken so a retried call cannot make a second copy), each copy
  * and then its snapshots recorded as artifacts of that region before waiting for it; then launch
- * permissions (public and/or accounts) on the AMI in every region.
+ * permissions (public and/or accounts) on the AMI in every region; last, the `kiln:published` tag
+ * on every AMI and snapshot of the build, which keeps sweeps from taking them.
  */
-import { CopyImageCommand, ModifyImageAttributeCommand, type LaunchPermission } from '@aws-sdk/client-ec2';
+import { CopyImageCommand, CreateTagsCommand, ModifyImageAttributeCommand, type LaunchPermission } from '@aws-sdk/client-ec2';
 import { createHash } from 'node:crypto';
 import { KilnError } from '../../core/errors.js';
 import type { AwsTargetPlan } from '../../definition/plan.js';
@@ -12,7 +13,7 @@ import type { BuildContext } from '../../pipeline/context.js';
 import type { Artifact } from '../target.js';
 import type { Ec2Api } from './clients.js';
 import { imageSnapshots, waitAvailable } from './image.js';
-import { tagSpecs } from './tagging.js';
+import { PUBLISHED_TAG, tagSpecs } from './tagging.js';
 
 /** EC2 client tokens are at most 64 ASCII characters: long ones are shortened with a digest. */
 export function clientToken(...parts: string[]): string {
@@ -93,5 +94,20 @@ export async function share(api: Ec2Api, region: string, imageId: string, t: Aws
   if (add.length === 0) return;
   await api.callVisible('ModifyImageAttribute', { region, resource: imageId, signal }, (c, o) =>
     c.send(new ModifyImageAttributeCommand({ ImageId: imageId, LaunchPermission: { Add: add } }), o),
+  );
+}
+
+/** Tags every artifact of the build (AMIs and their snapshots, in each region) `kiln:published=true`. */
+export async function markPublished(api: Ec2Api, ctx: BuildContext): Promise<void> {
+  const byRegion = new Map<string, string[]>();
+  for (const e of ctx.resources.list()) {
+    if (e.role === 'artifact' && e.id && e.region) byRegion.set(e.region, [...(byRegion.get(e.region) ?? []), e.id]);
+  }
+  await allOrFirstError(
+    [...byRegion].map(([region, ids]) =>
+      api.callVisible('CreateTags', { region, resource: ids.join(', '), signal: ctx.signal }, (c, o) =>
+        c.send(new CreateTagsCommand({ Resources: ids, Tags: [{ Key: PUBLISHED_TAG, Value: 'true' }] }), o),
+      ),
+    ),
   );
 }

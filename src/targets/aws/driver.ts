@@ -20,7 +20,7 @@ import { allowSsh, buildVpc, createSecurityGroup, importKeyPair } from './access
 import { lookupPublicAddress, sshSource, type BuilderAddressLookup } from '../builder-address.js';
 import { findBaseImage } from './base-image.js';
 import { DEFAULT_TIMING, Ec2Api, type CallScope, type Ec2Timing } from './clients.js';
-import { allOrFirstError, clientToken, copyToRegions, description, share } from './copies.js';
+import { allOrFirstError, clientToken, copyToRegions, description, markPublished, share } from './copies.js';
 import { destroyEntry } from './destroy.js';
 import { consoleHostKeys } from './hostkeys.js';
 import { createImage, imageSnapshots, waitAvailable } from './image.js';
@@ -217,6 +217,7 @@ export class AwsDriver implements TargetDriver {
     await allOrFirstError(everywhere.map((ami) => share(this.api(), ami.region, ami.id, t, ctx.signal)));
     const who = [...(t.publish.public ? ['everyone'] : []), ...t.publish.accounts];
     if (who.length > 0) ctx.log.line(`aws: launch permission for ${who.join(', ')} on ${everywhere.length} AMI(s)`);
+    await markPublished(this.api(), ctx);
     return copies;
   }
 

@@ -2,6 +2,7 @@
  * `kiln cleanup --sweep`: everything in the given regions that carries the `kiln:run` tag
  * (instances not yet terminated, volumes, snapshots and images of this account, key pairs, security
  * groups), as entries `destroy` can delete, with the creation time EC2 reports where it has one.
+ * A finished build's AMIs and snapshots (tagged `kiln:published`) are products and are left out.
  */
 import {
   DescribeImagesCommand,
@@ -16,7 +17,7 @@ import {
 } from '@aws-sdk/client-ec2';
 import type { TaggedResource } from '../target.js';
 import type { CallScope, Ec2Api } from './clients.js';
-import { BUILD_TAG, RUN_TAG, tagValue } from './tagging.js';
+import { BUILD_TAG, PUBLISHED_TAG, RUN_TAG, tagValue } from './tagging.js';
 
 const TAGGED: Filter[] = [{ Name: 'tag-key', Values: [RUN_TAG] }];
 
@@ -54,7 +55,7 @@ export async function listTaggedIn(api: Ec2Api, region: string, signal: AbortSig
   for (const page of await pages(api, scope, 'DescribeSecurityGroups', (c, o, NextToken) => c.send(new DescribeSecurityGroupsCommand({ Filters: TAGGED, NextToken }), o))) {
     for (const g of page.SecurityGroups ?? []) found.push({ kind: 'security-group', id: g.GroupId, name: g.GroupName, tags: g.Tags, extra: g.VpcId ? { vpcId: g.VpcId } : undefined });
   }
-  return found.flatMap((f) => asTagged(f, region));
+  return found.filter((f) => !tagValue(f.tags, PUBLISHED_TAG)).flatMap((f) => asTagged(f, region));
 }
 
 function asTagged(f: Found, region: string): TaggedResource[] {

@@ -3,6 +3,8 @@ import type { ResourceType, Tag, TagSpecification } from '@aws-sdk/client-ec2';
 
 export const RUN_TAG = 'kiln:run';
 export const BUILD_TAG = 'kiln:build';
+/** On a finished build's AMIs and their snapshots: products, which no sweep takes. */
+export const PUBLISHED_TAG = 'kiln:published';
 
 export function ec2Tags(tags: Record<string, string>, name: string): Tag[] {
   return [...Object.entries(tags).map(([Key, Value]) => ({ Key, Value })), { Key: 'Name', Value: name }];

@@ -61,13 +61,14 @@ describe('the AWS driver in a build', () => {
       'CreateImage',
       'DescribeImages', // snapshot ids, then waiter: available
       'ModifyImageAttribute', // public
+      'CreateTags', // kiln:published on the AMI and its snapshots: products, which no sweep takes
       // cleanup, in reverse order of creation: instance (its volumes go with it), group, key
       'TerminateInstances',
       'DescribeInstances',
       'DeleteSecurityGroup',
       'DeleteKeyPair',
     ]);
-    for (const region of PUBLISH_REGIONS) expect(callSequence(fake, region)).toEqual(['CopyImage', 'DescribeImages', 'ModifyImageAttribute']);
+    for (const region of PUBLISH_REGIONS) expect(callSequence(fake, region)).toEqual(['CopyImage', 'DescribeImages', 'ModifyImageAttribute', 'CreateTags']);
     // Each waiter really waited: the instance was pending, invisible, stopping, the image pending.
     const calls = fake.calls.filter((c) => c.region === REGION);
     expect(calls.filter((c) => c.action === 'DescribeInstances').length).toBeGreaterThanOrEqual(4);
@@ -107,19 +108,20 @@ describe('the AWS driver in a build', () => {
     expect(world.sshd.log()).toContain(`Accepted publickey for ${world.sshd.user}`);
     expect(world.sshd.log()).toContain(fingerprint(machines.started.at(-1)?.sshPublicKey ?? ''));
 
-    // The AMI in every region, available, tagged, public; its snapshots tagged too.
+    // The AMI in every region, available, tagged (published too), public; its snapshots tagged too.
     const amis = result.artifacts;
+    const published = new Map([...tagsOf(plan, t.names.image), ['kiln:published', 'true']]);
     expect(amis.map((a) => a.region)).toEqual(ALL_REGIONS);
     for (const artifact of amis) {
       const r = fake.state.records(artifact.region ?? '');
       const image = r.images.get(artifact.id);
       expect(artifact).toEqual({ kind: 'ami', id: image?.id, name: t.names.image, region: artifact.region, disk: 'both' });
-      expect(image).toMatchObject({ name: 'sourcegraph-5.2.0-xs-rawsbuild1', state: 'available', launchGroupAll: true, tags: tagsOf(plan, t.names.image) });
+      expect(image).toMatchObject({ name: 'sourcegraph-5.2.0-xs-rawsbuild1', state: 'available', launchGroupAll: true, tags: published });
       expect(image?.mappings.map((m) => [m.deviceName, m.volumeSize, m.encrypted])).toEqual([
         ['/dev/xvda', 50, false],
         ['/dev/sdf', 500, false],
       ]);
-      for (const m of image?.mappings ?? []) expect(r.snapshots.get(m.snapshotId ?? '')).toMatchObject({ state: 'completed', tags: tagsOf(plan, t.names.image) });
+      for (const m of image?.mappings ?? []) expect(r.snapshots.get(m.snapshotId ?? '')).toMatchObject({ state: 'completed', tags: published });
       if (artifact.region !== REGION) expect(image).toMatchObject({ sourceImageId: amis[0]?.id, sourceImageRegion: REGION });
     }
     // Nothing else is left; the artifacts left the ledger; the key file is gone.

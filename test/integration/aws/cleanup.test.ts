@@ -117,9 +117,13 @@ describe('cleanup from a fresh driver', () => {
     expect(world.fake.state.allLiveResources()).toEqual({});
   });
 
-  it('lists everything tagged kiln:run in the plan regions and deletes it all (kiln cleanup --sweep)', async () => {
+  it('lists everything tagged kiln:run in the plan regions and deletes it all (kiln cleanup --sweep), but no finished build\'s AMIs', async () => {
+    const finished = await world.build(world.plan('rawsdone01'));
+    expect(finished.result.status).toBe('succeeded');
+    const products = world.fake.state.allLiveResources();
     const plan = world.plan('rawssweep01');
-    world.fake.failCall('ModifyImageAttribute', 1, 'InvalidAMIAttributeItemValue');
+    const shared = world.fake.calls.filter((c) => c.action === 'ModifyImageAttribute').length;
+    world.fake.failCall('ModifyImageAttribute', shared + 1, 'InvalidAMIAttributeItemValue');
     const { result } = await world.build(plan, { onError: 'abort' });
     expect(result.failedStep).toBe('publish');
 
@@ -147,7 +151,8 @@ describe('cleanup from a fresh driver', () => {
     } finally {
       await rm(emptyState, { recursive: true, force: true });
     }
-    expect(world.fake.state.allLiveResources()).toEqual({});
+    // The finished build's AMIs and snapshots stay: they are its product.
+    expect(world.fake.state.allLiveResources()).toEqual(products);
     expect(await world.driver().listTagged({ signal: AbortSignal.timeout(30_000) })).toEqual([]);
   });
 });

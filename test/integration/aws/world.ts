@@ -85,12 +85,20 @@ export function fastRetries(maxAttempts = 12): NonNullable<EC2ClientConfig['retr
   };
 }
 
+/**
+ * How long a test driver looks again for what it does not find right after a create (EC2's eventual
+ * consistency, counted from the ledger's intent) when the create call may reach the fake late: a
+ * test that stops kiln inside a call serves the call only after the kill, seconds later on a busy
+ * machine. (Real EC2 gets two minutes.)
+ */
+export const LATE_CALL_CONSISTENCY_MS = 10_000;
+
 /** A driver's options against the fake at `url`: fast retries, waiters and polls; SSH to the sshd's port. */
-export function testDriverOptions(url: string, sshPort: number): AwsDriverOptions {
+export function testDriverOptions(url: string, sshPort: number, consistencyMs = 400): AwsDriverOptions {
   return {
     clientConfig: { endpoint: url, credentials: CREDENTIALS, region: REGION, retryStrategy: fastRetries() },
     builderAddress: async () => '127.0.0.1',
-    timing: { pollMs: 5, waiterMinDelay: 0.01, waiterMaxDelay: 0.05, consistencyMs: 400 },
+    timing: { pollMs: 5, waiterMinDelay: 0.01, waiterMaxDelay: 0.05, consistencyMs },
     timeouts: { runningMs: 20_000, stopMs: 20_000, imageMs: 20_000, copyMs: 20_000, terminateMs: 20_000, dependencyMs: 20_000, hostKeysMs: 3_000 },
     sshEndpoint: { port: sshPort },
     regions: ALL_REGIONS,

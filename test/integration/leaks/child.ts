@@ -57,8 +57,8 @@ async function loadDriver(target: string): Promise<(c: ChildConfig) => TargetDri
     return (c) => new GcpDriver(testDriverOptions(c.url, c.sshPort));
   }
   if (target === 'aws') {
-    const [{ AwsDriver }, { testDriverOptions }] = await Promise.all([import('../../../src/targets/aws/driver.js'), import('../aws/world.js')]);
-    return (c) => new AwsDriver(testDriverOptions(c.url, c.sshPort));
+    const [{ AwsDriver }, { LATE_CALL_CONSISTENCY_MS, testDriverOptions }] = await Promise.all([import('../../../src/targets/aws/driver.js'), import('../aws/world.js')]);
+    return (c) => new AwsDriver(testDriverOptions(c.url, c.sshPort, LATE_CALL_CONSISTENCY_MS));
   }
   if (target === 'azure') {
     const [{ AzureDriver }, { armClientSetup }] = await Promise.all([import('../../../src/targets/azure/driver.js'), import('../../fakes/arm/client-options.js')]);

@@ -26,14 +26,18 @@ import { runPaths } from '../../../src/pipeline/state-dir.js';
 import { undo } from '../../../src/pipeline/undo.js';
 import type { ChildConfig, LeakTarget } from './child.js';
 import { ChildPool, type Child } from './children.js';
+import { PUBLISH_REGIONS } from '../aws/world.js';
 import { EMPTY, startWorlds, type LeakWorld } from './worlds.js';
 
 const BOUNDARIES = [...STEP_ORDER.map((step) => `step ${step} started`), 'step publish done'];
 const TARGETS: LeakTarget[] = ['gcp', 'aws', 'azure'];
-/** The create calls each world stops in (known before the worlds start). */
+/** The create calls to stop kiln in, as [API call, which one of the build's calls of it]. */
 const CREATES: Record<LeakTarget, Array<[string, number]>> = {
+  // The images are inserted one after the other: root, then data.
   gcp: [['firewalls.insert', 1], ['instances.insert', 1], ['images.insert', 1], ['images.insert', 2]],
-  aws: [['ImportKeyPair', 1], ['CreateSecurityGroup', 1], ['RunInstances', 1], ['CreateImage', 1], ['CopyImage', 6]],
+  // The copies go out at once: the last one to arrive is the one stopped in, the others arrived before it.
+  aws: [['ImportKeyPair', 1], ['CreateSecurityGroup', 1], ['RunInstances', 1], ['CreateImage', 1], ['CopyImage', PUBLISH_REGIONS.length]],
+  // Long-running creates: the VM (with its disks), the managed image, the replicated gallery version.
   azure: [['virtualMachines.createOrUpdate', 1], ['images.createOrUpdate', 1], ['galleryImageVersions.createOrUpdate', 1]],
 };
 
@@ -44,7 +48,6 @@ const children = Object.fromEntries(TARGETS.map((t) => [t, new ChildPool(t, BOUN
 beforeAll(async () => {
   const first = TARGETS.map((t) => children[t].warm());
   ({ worlds, close: closeWorlds } = await startWorlds());
-  for (const t of TARGETS) expect(worlds[t].creates).toEqual(CREATES[t]);
   // Loading three SDKs at once (plus the fakes') is the slowest moment of the file.
   await Promise.all(first.map((c) => c.until('ready')));
 }, 300_000);

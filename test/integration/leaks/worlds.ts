@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { createDriver } from '../../../src/targets/drivers.js';
 import type { TargetDriver } from '../../../src/targets/target.js';
 import { startSshd } from '../../support/sshd.js';
-import { PUBLISH_REGIONS, startWorld as startAwsWorld } from '../aws/world.js';
+import { LATE_CALL_CONSISTENCY_MS, startWorld as startAwsWorld, testDriverOptions } from '../aws/world.js';
 import { GALLERY_TYPES, startHarness } from '../azure/harness.js';
 import { startWorld as startGcpWorld } from '../gcp/world.js';
 import type { ChildConfig, LeakTarget } from './child.js';
@@ -35,8 +35,6 @@ export interface LeakWorld {
    * serving it; then serves it. Returns a remover.
    */
   intercept(action: string, runId: string, nth: number, stop: () => Promise<void>): () => void;
-  /** Create calls to stop the child in, as [action, which one of the build's calls]. */
-  creates: Array<[string, number]>;
   close(): Promise<void>;
 }
 
@@ -68,8 +66,6 @@ async function gcpWorld(): Promise<LeakWorld> {
         return { hold: world.fake.nextRequest().then(() => undefined) };
       });
     },
-    // The images are inserted one after the other: root, then data.
-    creates: [['firewalls.insert', 1], ['instances.insert', 1], ['images.insert', 1], ['images.insert', 2]],
     close: () => world.close(),
   };
 }
@@ -81,14 +77,12 @@ async function awsWorld(): Promise<LeakWorld> {
     target: 'aws',
     stateDir: world.stateDir,
     config: () => ({ url: world.fake.url, sshHost: '127.0.0.1', sshPort: sshd.port, sshUser: sshd.user, stateDir: world.stateDir }),
-    fresh: async () => world.driver(),
+    fresh: async () => world.driver({ timing: testDriverOptions(world.fake.url, sshd.port, LATE_CALL_CONSISTENCY_MS).timing }),
     left: () => world.fake.state.allLiveResources(),
     intercept: (action, runId, nth, stop) => {
       const isIt = nthCallOf(runId, nth);
       return world.fake.intercept(async (call) => (call.action === action && isIt(call.params) ? stop() : undefined));
     },
-    // The copies go out at once: the last one to arrive is the one stopped in, the others arrived before it.
-    creates: [['ImportKeyPair', 1], ['CreateSecurityGroup', 1], ['RunInstances', 1], ['CreateImage', 1], ['CopyImage', PUBLISH_REGIONS.length]],
     close: () => world.close(),
   };
 }
@@ -121,8 +115,6 @@ async function azureWorld(): Promise<LeakWorld> {
         return undefined;
       });
     },
-    // Long-running creates: the VM (with its disks), the managed image, the replicated gallery version.
-    creates: [['virtualMachines.createOrUpdate', 1], ['images.createOrUpdate', 1], ['galleryImageVersions.createOrUpdate', 1]],
     close: async () => {
       await h.close();
       await sshd.dispose();
