@@ -25,7 +25,8 @@ export function selfSignedCert(commonName = 'kiln-arm-fake'): SelfSignedCert {
   const name = seq(set(seq(oid('2.5.4.3'), tlv(0x0c, Buffer.from(commonName, 'utf8')))));
   const now = Date.now();
   const serial = randomBytes(8);
-  serial[0] = (serial[0] ?? 0) & 0x7f;
+  // Positive and without a leading zero byte: DER refuses a padded INTEGER ("illegal padding").
+  serial[0] = ((serial[0] ?? 0) & 0x7f) | 0x40;
   const san = seq(tlv(0x87, Buffer.from([127, 0, 0, 1])), tlv(0x82, Buffer.from('localhost', 'ascii')));
   const basicConstraints = seq(tlv(0x01, Buffer.from([0xff])));
   const extensions = seq(
