@@ -1,16 +1,19 @@
 /**
  * The main job, end to end on this machine, through the real CLI (separate processes):
- *   - `kiln build images/sourcegraph.yaml --target local --size xs` for version A (5.2.0), and for
- *     version B (5.9.0) with `--validate` (an instance booted from B's image passes every check
+ *   - `kiln build images/sourcegraph.yaml --target local --size xs` for version A (5.2.0) air-gapped:
+ *     from an offline bundle (`kiln bundle`, made beforehand from the stand-in release sites), with
+ *     a guest network that reaches nothing at all; and for version B (5.9.0) online from the stand-in
+ *     artifact server, with `--validate` (an instance booted from B's image passes every check
  *     before anything is published);
  *   - a customer's life with those images: A's root with a fresh copy of A's data disk deploys on
- *     first boot; B's root with that data disk upgrades, and the power is cut (QEMU killed) in the
+ *     first boot and passes validation (`kiln validate`, network still restricted); B's root with
+ *     that data disk upgrades, and the power is cut (QEMU killed) in the
  *     middle of the upgrade; the next boot of B (`kiln validate` with `--data-disk`) completes it; the
  *     boot after is a plain start; A's root with B's data is refused as a downgrade, which
  *     validation reports in its table;
  *   - `kiln validate` of a deliberately broken copy of A's image (its sysctl file deleted) fails.
- * Provisioning runs for real on QEMU VMs from the stand-in artifact server; every guest's network
- * is restricted to that one forwarded server (the customer boots reach nothing at all).
+ * Provisioning runs for real on QEMU VMs; B's build guest reaches only the forwarded artifact server,
+ * every other guest (A's build, the customer boots) reaches nothing at all.
  */
 import { execa } from 'execa';
 import { existsSync } from 'node:fs';
@@ -20,12 +23,12 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { done, notYet, waitFor } from '../../src/core/wait.js';
 import type { Manifest } from '../../src/pipeline/manifest.js';
-import { generateKeyPair, SshSession } from '../../src/ssh/index.js';
+import { generateKeyPair } from '../../src/ssh/index.js';
 import { detectAccel } from '../../src/targets/local/accel.js';
 import { createOverlay, launchVm, type VmHandle } from '../../src/targets/local/qemu.js';
 import { createSeedIso } from '../../src/targets/local/seed.js';
 import type { CheckResult } from '../../src/validate/run-checks.js';
-import { startArtifacts, type ArtifactFixture } from '../support/provision-fixture.js';
+import { startArtifacts, type ArtifactFixture, type Mirrors } from '../support/provision-fixture.js';
 
 const isRoot = process.getuid?.() === 0;
 const GUEST_SERVER = '10.0.2.100:8080';
@@ -41,21 +44,25 @@ interface Cli {
 describe.skipIf(!isRoot)('kiln build and validate on the local target, then a customer upgrades', () => {
   let work: string;
   let artifacts: ArtifactFixture;
+  let bundle: string;
+  let bundleCli: Cli;
+  let requestsDuringOfflineBuild: number;
   const builds: Record<string, { cli: Cli; manifest: Manifest }> = {};
   const vms: VmHandle[] = [];
-  const sessions: SshSession[] = [];
 
   const kiln = (args: string[]) =>
     execa('node', ['bin/kiln.js', ...args], { reject: false, env: { CI: 'true', KILN_STATE_DIR: path.join(work, 'state') } });
 
+  const mirrorFlags = (mirrors: Mirrors) => ['--mirror', `k3s=${mirrors.k3s}`, '--mirror', `helm=${mirrors.helm}`, '--mirror', `charts=${mirrors.charts}`];
+  /** Where a build takes its artifacts from: the stand-in artifact server, or an offline bundle. */
+  const online = () => ['--local-forward', `${GUEST_SERVER}=127.0.0.1:${artifacts.server.port}`, ...mirrorFlags(artifacts.mirrors(`http://${GUEST_SERVER}`))];
+  const offline = (bundle: string) => ['--bundle', bundle];
+
   async function build(version: string, extra: string[]): Promise<void> {
-    const mirrors = artifacts.mirrors(`http://${GUEST_SERVER}`);
     const manifestPath = path.join(work, `manifest-${version}.json`);
     const cli = await kiln([
       'build', 'images/sourcegraph.yaml', '--target', 'local', '--size', 'xs', '--version', version, ...extra,
-      '--local-network', 'restricted', '--local-forward', `${GUEST_SERVER}=127.0.0.1:${artifacts.server.port}`,
-      '--mirror', `k3s=${mirrors.k3s}`, '--mirror', `helm=${mirrors.helm}`, '--mirror', `charts=${mirrors.charts}`,
-      '--output-dir', path.join(work, `out-${version}`), '--manifest', manifestPath, '--verbose',
+      '--local-network', 'restricted', '--output-dir', path.join(work, `out-${version}`), '--manifest', manifestPath, '--verbose',
     ]);
     if (cli.exitCode !== 0) console.error(cli.stdout.split('\n').slice(-80).join('\n'), cli.stderr);
     builds[version] = { cli, manifest: JSON.parse(await readFile(manifestPath, 'utf8')) as Manifest };
@@ -64,7 +71,7 @@ describe.skipIf(!isRoot)('kiln build and validate on the local target, then a cu
   const image = (version: string, disk: 'root' | 'data') =>
     builds[version]?.manifest.builds[0]?.artifacts.find((a) => a.disk === disk && a.format === 'qcow2')?.path ?? '';
 
-  /** Boots root + data like a customer's instance and returns an SSH session into it. */
+  /** Boots root + data like a customer's instance (a key is authorized, but nothing here logs in). */
   async function boot(name: string, root: string, data: string, options: { files?: { path: string; content: string }[]; onConsoleLine?: (line: string) => void } = {}) {
     const client = generateKeyPair('customer');
     const hostKey = generateKeyPair('customer-host');
@@ -77,8 +84,7 @@ describe.skipIf(!isRoot)('kiln build and validate on the local target, then a cu
       serialLogPath: path.join(work, `${name}-console.log`), onConsoleLine: options.onConsoleLine,
     });
     vms.push(vm);
-    const connect = () => SshSession.connect({ ...vm.sshAddress, username: 'customer', privateKey: client.privateKey, hostKeys: [hostKey.publicKey], timeoutMs: 15 * 60_000 });
-    return { vm, connect };
+    return vm;
   }
 
   async function validate(rootImage: string, version: string, dataDisk: string, json: boolean): Promise<Cli> {
@@ -94,12 +100,18 @@ describe.skipIf(!isRoot)('kiln build and validate on the local target, then a cu
   beforeAll(async () => {
     work = await mkdtemp(path.join(os.tmpdir(), 'kiln-e2e-build-'));
     artifacts = await startArtifacts();
-    await build(A, []);
-    await build(B, ['--validate']);
+    // The connected side: the bundle is made from the release sites (host URLs), then the server
+    // is not offered to A's build at all.
+    bundle = path.join(work, `sourcegraph-${A}.bundle.tar`);
+    bundleCli = await kiln(['bundle', 'images/sourcegraph.yaml', '--version', A, '-o', bundle, '--cache-dir', path.join(work, 'bundle-cache'), ...mirrorFlags(artifacts.mirrors())]);
+    if (bundleCli.exitCode !== 0) throw new Error(`kiln bundle failed:\n${bundleCli.stdout}\n${bundleCli.stderr}`);
+    const served = artifacts.server.requests.length;
+    await build(A, offline(bundle));
+    requestsDuringOfflineBuild = artifacts.server.requests.length - served;
+    await build(B, [...online(), '--validate']);
   });
 
   afterAll(async () => {
-    for (const session of sessions) session.close();
     for (const vm of vms) await vm.kill();
     await artifacts?.close();
     if (work) await rm(work, { recursive: true, force: true });
@@ -119,6 +131,14 @@ describe.skipIf(!isRoot)('kiln build and validate on the local target, then a cu
     }
   });
 
+  it('builds A air-gapped: every artifact from the verified bundle, nothing asked of the artifact server', () => {
+    expect(bundleCli.exitCode, bundleCli.stderr).toBe(0);
+    const log = builds[A]?.cli.stdout ?? '';
+    expect(log).toMatch(/bundle\| .*bundle verified: 5 artifacts match its manifest/);
+    expect(log).toMatch(/uploaded \S+ to \S+\/bundle\.tar: \d+ bytes in \d+ ms, sha256 [0-9a-f]{64} verified there/);
+    expect(requestsDuringOfflineBuild).toBe(0);
+  });
+
   it('validates B before publishing: every check passes on a fresh instance, recorded in the manifest', () => {
     const entry = builds[B]?.manifest.builds[0];
     expect(entry?.timingsMs.validate).toBeGreaterThan(0);
@@ -135,20 +155,13 @@ describe.skipIf(!isRoot)('kiln build and validate on the local target, then a cu
     const customerData = path.join(work, 'customer-data.qcow2');
     await createOverlay(image(A, 'data'), customerData);
 
-    // 1. A's root, fresh data: the first boot deploys both charts.
-    const rootA = path.join(work, 'root-a.qcow2');
-    await createOverlay(image(A, 'root'), rootA);
-    const first = await boot('first', rootA, customerData);
-    const session = await first.connect();
-    sessions.push(session);
-    const sh = async (command: string) => (await session.run(command, { sudo: true, timeoutMs: 10 * 60_000 })).stdoutTail.trim();
-    await waitFor(async () => (/^(active|failed)$/.test(await sh('systemctl show -p ActiveState --value kiln-boot')) ? done(true) : notYet()), { what: 'the first boot unit', timeoutMs: 20 * 60_000, initialDelayMs: 2_000 });
-    expect(await sh('cat /mnt/data/.sourcegraph-version')).toBe(A);
-    const installs = (await sh('cat /var/log/kiln-standins.jsonl')).split('\n').map((l) => JSON.parse(l) as { tool: string; event: string; release?: string; }).filter((e) => e.tool === 'helm' && e.event === 'upgrade');
-    expect(installs.map((e) => e.release)).toEqual(['sourcegraph', 'sourcegraph-executor-k8s']);
-    expect(await sh('tail -n 1 /var/log/kiln-boot.log')).toMatch(/first-boot to 5\.2\.0 done/);
-    session.close();
-    await first.vm.shutdown({ timeoutMs: 5 * 60_000 });
+    // 1. A's root, fresh data: the first boot deploys both charts, and the instance passes validation
+    // with a network that reaches nothing (kiln validate's default on the local target).
+    const first = await validate(image(A, 'root'), A, customerData, true);
+    expect(first.exitCode, first.stdout + first.stderr).toBe(0);
+    expect(output(checksOf(first)?.checks, 'data volume version')).toBe(A);
+    expect(output(checksOf(first)?.checks, 'boot unit report')).toMatch(/first-boot to 5\.2\.0 done \(2 releases\)/);
+    expect(checksOf(first)?.checks.find((c) => c.name === 'sourcegraph release deployed')?.passed).toBe(true);
 
     // 2. B's root with that data disk: the upgrade starts, and the power is cut while Helm upgrades.
     // (This instance's root is thrown away: the root volume is disposable, the data volume is not.)
@@ -160,7 +173,7 @@ describe.skipIf(!isRoot)('kiln build and validate on the local target, then a cu
       onConsoleLine: (line) => (holding ||= line.includes('holding the upgrade of sourcegraph')),
     });
     await waitFor(async () => (holding ? done(true) : notYet()), { what: 'the upgrade to reach Helm', timeoutMs: 20 * 60_000, initialDelayMs: 1_000, maxDelayMs: 2_000 });
-    await cut.vm.kill();
+    await cut.kill();
 
     // 3. The next boot with B's root completes the upgrade; 4. the one after only starts K3s.
     const completed = await validate(image(B, 'root'), B, customerData, true);
