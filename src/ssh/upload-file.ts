@@ -1,12 +1,15 @@
 /**
- * Uploading one (large) file: parallel SFTP writes into `<dest>.kiln-part`, sha256sum there
+ * Uploading one (large) file: parallel SFTP writes into a partial file (`<dest>.kiln-part`), sha256sum there
  * against the local sha256 (computed while the transfer runs), then a rename into place. When the
  * connection drops the session reconnects and the transfer resumes from the acknowledged prefix
  * (see sftp-put.ts). A checksum mismatch starts over once, then fails with INTEGRITY.
  *
- * With `sudo`, the partial file is created by root for the login user, written over SFTP, then
- * handed to root and moved into place, so root-owned directories work too.
+ * With `sudo`, the destination may be in a directory the login user cannot even enter (kiln's
+ * staging directory is root's, mode 0700), so the partial file lives in the login user's home
+ * (`~/.kiln-upload/`, made by root for that user), is written there over SFTP, then handed to root
+ * and moved into place.
  */
+import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { KilnError } from '../core/errors.js';
 import { isDisconnected, SshDisconnectedError } from './connect.js';
@@ -38,20 +41,25 @@ export interface UploadFileResult {
   verifyMs: number;
 }
 
-// env: KILN_DEST, KILN_FRESH (1 = start over), KILN_SUDO. Prints the partial file's size.
-const PREPARE = [
+// Both scripts: env KILN_DEST, KILN_PART (with sudo: relative to the login user's home), KILN_SUDO.
+const PART_PATH = [
   'set -eu',
-  'part="$KILN_DEST.kiln-part"',
+  'if [ "$KILN_SUDO" = 1 ]; then part="$(getent passwd "$SUDO_UID" | cut -d: -f6)/$KILN_PART"; else part=$KILN_PART; fi',
+];
+
+// env: KILN_FRESH (1 = start over). Prints the partial file's size.
+const PREPARE = [
+  ...PART_PATH,
   'mkdir -p -- "$(dirname -- "$KILN_DEST")"',
+  'if [ "$KILN_SUDO" = 1 ]; then install -d -o "$SUDO_UID" -g "$SUDO_GID" -m 0700 -- "$(dirname -- "$part")"; fi',
   'if [ "$KILN_FRESH" = 1 ] || [ ! -f "$part" ]; then rm -f -- "$part"; : > "$part"; fi',
   'if [ "$KILN_SUDO" = 1 ]; then chown -- "$SUDO_UID:$SUDO_GID" "$part"; fi',
   'echo "size $(stat -c %s -- "$part")"',
 ].join('\n');
 
-// env: KILN_DEST, KILN_SHA256, KILN_MODE (may be empty), KILN_SUDO. Verifies, then moves into place.
+// env: KILN_SHA256, KILN_MODE (may be empty). Verifies, then moves into place.
 const FINISH = [
-  'set -eu',
-  'part="$KILN_DEST.kiln-part"',
+  ...PART_PATH,
   // openssl uses the CPU's SHA instructions where coreutils may not: several times faster.
   'if command -v openssl >/dev/null 2>&1; then sum=$(openssl dgst -sha256 -r < "$part"); else sum=$(sha256sum < "$part"); fi',
   'echo "sha256 ${sum%% *}"',
@@ -59,6 +67,7 @@ const FINISH = [
   'if [ "$KILN_SUDO" = 1 ]; then chown 0:0 -- "$part"; fi',
   'if [ -n "$KILN_MODE" ]; then chmod -- "$KILN_MODE" "$part"; fi',
   'mv -f -- "$part" "$KILN_DEST"',
+  'if [ "$KILN_SUDO" = 1 ]; then rmdir -- "$(dirname -- "$part")" 2>/dev/null || true; fi',
   'echo complete',
 ].join('\n');
 
@@ -73,6 +82,7 @@ export async function uploadFile(host: UploadHost, localPath: string, remotePath
   const localSha = sha256File(localPath);
   localSha.catch(() => {}); // awaited below; do not let an early failure go unhandled
   const state: SftpPutState = { acked: 0 };
+  const part = partPath(remotePath, options.sudo);
   const startOffsets: number[] = [];
   let fresh = true;
   let mismatches = 0;
@@ -81,19 +91,19 @@ export async function uploadFile(host: UploadHost, localPath: string, remotePath
   host.log(`ssh: uploading ${localPath} (${size} bytes) to ${host.target}:${remotePath}`);
   for (let attempt = 1; ; attempt++) {
     try {
-      const partSize = await step(host, PREPARE, 'size', remotePath, { KILN_FRESH: fresh ? '1' : '0' }, options);
+      const partSize = await step(host, PREPARE, 'size', remotePath, { KILN_PART: part, KILN_FRESH: fresh ? '1' : '0' }, options);
       const start = fresh ? 0 : Math.min(state.acked, Number(partSize));
       startOffsets.push(start);
       if (start > 0) host.log(`ssh: resuming ${remotePath} at byte ${start} of ${size}`);
       const transferStart = Date.now();
       try {
-        await transfer(host, localPath, `${remotePath}.kiln-part`, start, size, state, options);
+        await transfer(host, localPath, part, start, size, state, options);
       } finally {
         transferMs += Date.now() - transferStart;
       }
       const expected = await localSha;
       const verifyStart = Date.now();
-      const remoteSha = await step(host, FINISH, 'sha256', remotePath, { KILN_SHA256: expected, KILN_MODE: options.mode ?? '' }, options);
+      const remoteSha = await step(host, FINISH, 'sha256', remotePath, { KILN_PART: part, KILN_SHA256: expected, KILN_MODE: options.mode ?? '' }, options);
       verifyMs += Date.now() - verifyStart;
       if (remoteSha === expected) {
         const durationMs = Date.now() - started;
@@ -116,6 +126,15 @@ export async function uploadFile(host: UploadHost, localPath: string, remotePath
       fresh = false;
     }
   }
+}
+
+/**
+ * Where the partial file is written over SFTP: next to the destination, or with sudo in the login
+ * user's home (a relative SFTP path starts there), named after the destination so a resume finds it.
+ */
+function partPath(remotePath: string, sudo: boolean | undefined): string {
+  if (!sudo) return `${remotePath}.kiln-part`;
+  return `.kiln-upload/${createHash('sha256').update(remotePath).digest('hex').slice(0, 16)}.kiln-part`;
 }
 
 /** Runs a plumbing script and returns the value of its `<key> <value>` output line. */

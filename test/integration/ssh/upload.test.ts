@@ -1,6 +1,6 @@
 import { createHash, randomBytes, randomFillSync } from 'node:crypto';
 import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync, writeSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPair, sha256File, SshSession } from '../../../src/ssh/index.js';
@@ -98,7 +98,8 @@ describe('ssh uploads', () => {
     expect(treeDigest(dest)).toBe(expected);
   });
 
-  it('uploads a 200 MB file with the right sha256, as root through sudo, with a mode', async () => {
+  it('uploads a 200 MB file with the right sha256, as root through sudo, with a mode, into a directory only root may enter', async () => {
+    mkdirSync(join(scratch, 'remote', 'sudo dir'), { recursive: true, mode: 0o700 });
     const dest = join(scratch, 'remote', 'sudo dir', 'big.bin');
     const session = await open();
     try {
@@ -113,15 +114,18 @@ describe('ssh uploads', () => {
     expect(statSync(dest).mode & 0o777).toBe(0o640);
     expect(statSync(dest).uid).toBe(0);
     expect(existsSync(`${dest}.kiln-part`)).toBe(false);
+    // With sudo the partial file was in the login user's home, and nothing of it is left there.
+    expect(existsSync(join(homedir(), '.kiln-upload'))).toBe(false);
   });
 
-  it('resumes an upload after the connection is dropped mid-transfer', async () => {
-    const dest = join(scratch, 'remote', 'dropped.bin');
+  it.each([false, true])('resumes an upload after the connection is dropped mid-transfer (sudo: %s)', async (sudo) => {
+    const dest = join(scratch, 'remote', `dropped-${sudo}.bin`);
     const session = await open();
     let killed = 0;
     try {
       logs.length = 0;
       const result = await session.uploadFile(midFile, dest, {
+        sudo,
         onProgress: (bytes) => {
           if (bytes > 24 * MB && killed === 0) killed = sshd.killSessions();
         },
