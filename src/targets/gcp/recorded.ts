@@ -27,23 +27,18 @@ export async function createSshFirewall(api: GceApi, ctx: BuildContext, rule: Ss
 export async function createInstance(api: GceApi, ctx: BuildContext, spec: InstanceSpec, timeoutMs: number): Promise<void> {
   const { project, zone } = spec;
   const dataDisk = 'existing' in spec.data ? undefined : spec.data.name;
-  const disks = [{ name: spec.boot.name, purpose: 'boot' }, ...(dataDisk ? [{ name: dataDisk, purpose: 'data' }] : [])];
-  // destroy deletes the disks named here after the instance: never the existing one.
+  // destroy deletes the disks named here after the instance: never an existing one.
   const instance = { kind: 'instance', name: spec.name, zone, group: project, extra: { bootDisk: spec.boot.name, ...(dataDisk ? { dataDisk } : {}) } };
-  let create = async (): Promise<void> => {
-    await ctx.resources.create(instance, async () => {
+  const insert = () =>
+    ctx.resources.create(instance, async () => {
       await insertInstance(api, scopeOf(ctx), spec, timeoutMs);
       return { id: instancePath(project, zone, spec.name) };
     });
-  };
-  for (const disk of [...disks].reverse()) {
-    const inner = create;
-    create = async () => {
-      await ctx.resources.create({ kind: 'disk', name: disk.name, zone, group: project, extra: { purpose: disk.purpose } }, async () => {
-        await inner();
-        return { id: diskPath(project, zone, disk.name) };
-      });
-    };
-  }
-  await create();
+  /** `inner` under the intent of a disk it makes. */
+  const disk = (name: string, purpose: string, inner: () => Promise<unknown>) => () =>
+    ctx.resources.create({ kind: 'disk', name, zone, group: project, extra: { purpose } }, async () => {
+      await inner();
+      return { id: diskPath(project, zone, name) };
+    });
+  await disk(spec.boot.name, 'boot', dataDisk ? disk(dataDisk, 'data', insert) : insert)();
 }

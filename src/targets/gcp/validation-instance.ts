@@ -88,13 +88,13 @@ function imageOf(images: Artifact[], disk: 'root' | 'data'): Artifact | undefine
   return images.find((a) => a.kind === 'image' && a.disk === disk);
 }
 
-const DISK_REF = /^(?:https:\/\/[^/]+\/compute\/v1\/)?(?:projects\/([a-z0-9-]+)\/)?zones\/([a-z0-9-]+)\/disks\/([a-z0-9-]+)$/;
+const DISK_REF = /^(?:https:\/\/[^/]+\/compute\/v1\/)?(?:projects\/([a-z0-9.:-]+)\/)?zones\/([a-z0-9-]+)\/disks\/([a-z0-9-]+)$/;
 
 /**
  * The path of the customer's disk, given by name (in the plan's zone) or path/selfLink, once it is
  * known to exist and to be attached to nothing.
  */
-export async function existingDataDisk(api: GceApi, scope: Scope, project: string, zone: string, ref: string): Promise<string> {
+async function existingDataDisk(api: GceApi, scope: Scope, project: string, zone: string, ref: string): Promise<string> {
   const field = '--data-disk';
   const m = DISK_REF.exec(ref);
   const name = m ? m[3] : /^[a-z]([-a-z0-9]{0,61}[a-z0-9])?$/.test(ref) ? ref : undefined;
@@ -104,12 +104,13 @@ export async function existingDataDisk(api: GceApi, scope: Scope, project: strin
   const diskProject = m?.[1] ?? project;
   const diskZone = m?.[2] ?? zone;
   const resource = diskPath(diskProject, diskZone, name);
-  if (diskZone !== zone) {
-    throw new KilnError('INPUT', `${field}: ${resource} is in zone ${diskZone}, but the instance launches in ${zone} (targets.gcp.zone): a disk attaches only in its own zone`, { field, resource });
+  if (diskZone !== zone || diskProject !== project) {
+    const where = `project ${project}, zone ${zone} (targets.gcp)`;
+    throw new KilnError('INPUT', `${field}: ${resource} is not where the instance launches, ${where}: a disk attaches only in its own project and zone`, { field, resource });
   }
   let users: string[];
   try {
-    const [disk] = await api.call(scope, 'reading disk', resource, () => api.clients.disks.get({ project: diskProject, zone, disk: name }));
+    const [disk] = await api.call(scope, 'reading disk', resource, () => api.clients.disks.get({ project, zone, disk: name }));
     users = disk.users ?? [];
   } catch (err) {
     if (!isNotFound(err)) throw err;
