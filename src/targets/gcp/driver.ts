@@ -3,8 +3,9 @@
  * prepare = base image from its family + a per-build ed25519 key + a firewall rule for SSH from the
  * builder only; launch = instance with boot and data disks (device name from the plan), external
  * address, labels; capture = images from both disks; publish = IAM bindings and deprecation of the
- * family's previous image. Every resource is in the ledger (project as `group`, zone as `zone`) before
- * its create call, so `destroy` works from a fresh driver given only a ledger entry.
+ * family's previous image; launchInstance = a validation instance from the captured images (see
+ * validation-instance.ts). Every resource is in the ledger (project as `group`, zone as `zone`)
+ * before its create call, so `destroy` works from a fresh driver given only a ledger entry.
  */
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
@@ -13,7 +14,7 @@ import type { GcpTargetPlan } from '../../definition/plan.js';
 import type { BuildContext } from '../../pipeline/context.js';
 import type { LedgerEntry } from '../../pipeline/ledger.js';
 import { generateKeyPair } from '../../ssh/index.js';
-import type { Artifact, DestroyOptions, SshAccess, TaggedResource, TargetDriver } from '../target.js';
+import type { Artifact, DestroyOptions, InstanceOptions, SshAccess, TaggedResource, TargetDriver } from '../target.js';
 import {
   closeClients,
   createClients,
@@ -22,20 +23,20 @@ import {
   type ComputeClientOptions,
   type GceClients,
   type RetryPolicy,
-  type Scope,
 } from './client.js';
 import { captureImages, publishImages } from './capture.js';
 import { environmentClientOptions } from './endpoint.js';
 import { destroyEntry } from './destroy.js';
-import { insertSshFirewall } from './firewall.js';
 import { lookupPublicAddress, sshSource, type BuilderAddressLookup } from '../builder-address.js';
-import { lookupHostKeys } from './hostkeys.js';
+import { instanceHostKeys } from './hostkeys.js';
 import { imageFromFamily } from './images.js';
-import { diskPath, insertInstance, instancePath, natAddress, stopInstance } from './instance.js';
+import { natAddress, stopInstance } from './instance.js';
 import { gceLabels } from './labels.js';
 import { limitClients } from './rate-limit.js';
 import { RateLimits } from '../rate-limits.js';
+import { createInstance, createSshFirewall, scopeOf } from './recorded.js';
 import { listTaggedIn } from './tagged.js';
+import { launchValidationInstance } from './validation-instance.js';
 
 export interface GcpTimeouts {
   /** Any one create/delete operation (default 10 min). */
@@ -79,9 +80,8 @@ export class GcpDriver implements TargetDriver {
 
   async prepare(ctx: BuildContext): Promise<void> {
     const t = targetPlan(ctx);
-    const scope = scopeOf(ctx);
     const project = await this.project(t);
-    const base = await imageFromFamily(this.api(), scope, t.baseImage.project, t.baseImage.family);
+    const base = await imageFromFamily(this.api(), scopeOf(ctx), t.baseImage.project, t.baseImage.family);
     if (!base?.selfLink) {
       const resource = `projects/${t.baseImage.project}/global/images/family/${t.baseImage.family}`;
       throw new KilnError('CLOUD', `GCE: image family ${resource} has no usable image`, { resource, reason: 'notFound' });
@@ -100,16 +100,9 @@ export class GcpDriver implements TargetDriver {
     });
     await ctx.state.setFacts({ clientPublicKey: key.publicKey });
 
-    const sourceRange = await sshSource(ctx.plan.access.sshCidr, this.options.builderAddress ?? lookupPublicAddress, ctx.signal);
-    if (sourceRange.endsWith('/0')) ctx.log.line(`gcp: warning: sshCidr ${sourceRange} lets SSH in from anywhere`);
-    await ctx.resources.create({ kind: 'firewall', name: t.names.firewall, group: project }, async () => ({
-      id: await insertSshFirewall(
-        this.api(),
-        scope,
-        { project, name: t.names.firewall, network: t.network, sourceRange, targetTag: t.names.networkTag, tags: ctx.plan.tags },
-        this.timeouts.operationMs,
-      ),
-    }));
+    const sourceRange = await this.sshSourceRange(ctx);
+    const rule = { project, name: t.names.firewall, network: t.network, sourceRange, targetTag: t.names.networkTag, tags: ctx.plan.tags };
+    await createSshFirewall(this.api(), ctx, rule, this.timeouts.operationMs);
     ctx.log.line(`gcp: firewall rule ${t.names.firewall} allows tcp:22 from ${sourceRange} to tag ${t.names.networkTag}`);
   }
 
@@ -117,39 +110,28 @@ export class GcpDriver implements TargetDriver {
     const t = targetPlan(ctx);
     const project = mustFact(ctx, 'project');
     const { zone, names } = t;
-    const labels = gceLabels(ctx.plan.tags);
-    const disk = (name: string, purpose: string) => ({ kind: 'disk', name, zone, group: project, extra: { purpose } });
-    // instances.insert makes all three at once: each is an intent first, disks before the instance,
-    // so undo (in reverse order) deletes the instance before the disks it holds.
-    await ctx.resources.create(disk(names.bootDisk, 'boot'), async () => {
-      await ctx.resources.create(disk(names.dataDisk, 'data'), async () => {
-        const instance = { kind: 'instance', name: names.instance, zone, group: project, extra: { bootDisk: names.bootDisk, dataDisk: names.dataDisk } };
-        await ctx.resources.create(instance, async () => {
-          await insertInstance(
-            this.api(),
-            scopeOf(ctx),
-            {
-              project,
-              zone,
-              name: names.instance,
-              machineType: t.machineType,
-              boot: { name: names.bootDisk, sourceImage: mustFact(ctx, 'sourceImage'), sizeGb: ctx.plan.disks.root.sizeGb, type: ctx.plan.disks.root.type },
-              data: { name: names.dataDisk, sizeGb: ctx.plan.disks.data.sizeGb, type: ctx.plan.disks.data.type, deviceName: ctx.plan.disks.data.deviceName ?? 'kiln-data' },
-              network: t.network,
-              subnetwork: t.subnetwork,
-              networkTag: names.networkTag,
-              sshUser: ctx.plan.access.sshUser,
-              sshPublicKey: mustFact(ctx, 'clientPublicKey'),
-              labels,
-            },
-            this.timeouts.operationMs,
-          );
-          return { id: instancePath(project, zone, names.instance) };
-        });
-        return { id: diskPath(project, zone, names.dataDisk) };
-      });
-      return { id: diskPath(project, zone, names.bootDisk) };
-    });
+    await createInstance(
+      this.api(),
+      ctx,
+      {
+        project,
+        zone,
+        name: names.instance,
+        description: 'kiln image build instance (temporary)',
+        machineType: t.machineType,
+        boot: { name: names.bootDisk, sourceImage: mustFact(ctx, 'sourceImage'), sizeGb: ctx.plan.disks.root.sizeGb, type: ctx.plan.disks.root.type },
+        data: { name: names.dataDisk, sizeGb: ctx.plan.disks.data.sizeGb, type: ctx.plan.disks.data.type, deviceName: ctx.plan.disks.data.deviceName ?? 'kiln-data' },
+        // They must outlive a stop and exist until their images do; each is deleted on its own.
+        autoDelete: false,
+        network: t.network,
+        subnetwork: t.subnetwork,
+        networkTag: names.networkTag,
+        sshUser: ctx.plan.access.sshUser,
+        sshPublicKey: mustFact(ctx, 'clientPublicKey'),
+        labels: gceLabels(ctx.plan.tags),
+      },
+      this.timeouts.operationMs,
+    );
     const natIP = await natAddress(this.api(), scopeOf(ctx), project, zone, names.instance);
     await ctx.state.setFacts({ sshHost: natIP });
     ctx.log.line(`gcp: instance ${names.instance} (${t.machineType}) running in ${zone} at ${natIP}`);
@@ -158,15 +140,13 @@ export class GcpDriver implements TargetDriver {
   async sshAccess(ctx: BuildContext): Promise<SshAccess> {
     const t = targetPlan(ctx);
     const project = mustFact(ctx, 'project');
-    const found = await lookupHostKeys(this.api(), scopeOf(ctx), project, t.zone, t.names.instance, this.timeouts.hostKeysMs);
-    if (found.keys.length > 0) ctx.log.line(`gcp: ${found.keys.length} host key(s) of ${t.names.instance} from ${found.source}`);
-    else ctx.log.line(`gcp: no SSH host keys for ${t.names.instance}: ${found.source}`);
+    const hostKeys = await instanceHostKeys(this.api(), scopeOf(ctx), project, t.zone, t.names.instance, this.timeouts.hostKeysMs);
     return {
       host: mustFact(ctx, 'sshHost'),
       port: this.options.sshPort ?? 22,
       username: ctx.plan.access.sshUser,
       privateKey: await readFile(ctx.paths.sshKey, 'utf8'),
-      hostKeys: found.keys,
+      hostKeys,
     };
   }
 
@@ -174,10 +154,12 @@ export class GcpDriver implements TargetDriver {
     return {}; // the data disk is found by its device name
   }
 
+  /** Stops the build's instance, or the validation instance launchInstance made for this ctx. */
   async stop(ctx: BuildContext): Promise<void> {
     const t = targetPlan(ctx);
-    await stopInstance(this.api(), scopeOf(ctx), mustFact(ctx, 'project'), t.zone, t.names.instance, this.timeouts.stopMs);
-    ctx.log.line(`gcp: instance ${t.names.instance} stopped`);
+    const instance = ctx.state.fact('instance') ?? t.names.instance;
+    await stopInstance(this.api(), scopeOf(ctx), mustFact(ctx, 'project'), t.zone, instance, this.timeouts.stopMs);
+    ctx.log.line(`gcp: instance ${instance} stopped`);
   }
 
   async capture(ctx: BuildContext): Promise<Artifact[]> {
@@ -187,6 +169,12 @@ export class GcpDriver implements TargetDriver {
   async publish(ctx: BuildContext, captured: Artifact[]): Promise<Artifact[]> {
     await publishImages(this.api(), ctx, targetPlan(ctx), mustFact(ctx, 'project'), captured, this.timeouts.operationMs);
     return []; // nothing new: the captured images are shared and stay where they are
+  }
+
+  async launchInstance(ctx: BuildContext, images: Artifact[], options: InstanceOptions): Promise<SshAccess> {
+    const t = targetPlan(ctx);
+    const environment = { project: await this.project(t), sourceRange: await this.sshSourceRange(ctx), sshPort: this.options.sshPort ?? 22, timeouts: this.timeouts };
+    return launchValidationInstance(this.api(), ctx, t, images, options, environment);
   }
 
   async destroy(entry: LedgerEntry, options: DestroyOptions): Promise<void> {
@@ -217,6 +205,12 @@ export class GcpDriver implements TargetDriver {
     return this.apiInstance;
   }
 
+  private async sshSourceRange(ctx: BuildContext): Promise<string> {
+    const sourceRange = await sshSource(ctx.plan.access.sshCidr, this.options.builderAddress ?? lookupPublicAddress, ctx.signal);
+    if (sourceRange.endsWith('/0')) ctx.log.line(`gcp: warning: sshCidr ${sourceRange} lets SSH in from anywhere`);
+    return sourceRange;
+  }
+
   private async project(t: GcpTargetPlan | undefined): Promise<string> {
     const env = process.env;
     const named = t?.project ?? this.options.project ?? this.options.clientOptions?.projectId ?? env.GOOGLE_CLOUD_PROJECT ?? env.GCLOUD_PROJECT ?? env.CLOUDSDK_CORE_PROJECT;
@@ -232,10 +226,6 @@ export class GcpDriver implements TargetDriver {
 function targetPlan(ctx: BuildContext): GcpTargetPlan {
   if (ctx.plan.targetPlan.kind !== 'gcp') throw new KilnError('INTERNAL', `gcp driver got a ${ctx.plan.targetPlan.kind} plan`);
   return ctx.plan.targetPlan;
-}
-
-function scopeOf(ctx: BuildContext): Scope {
-  return { log: ctx.log.line, signal: ctx.signal };
 }
 
 function mustFact(ctx: BuildContext, key: string): string {

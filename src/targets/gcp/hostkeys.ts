@@ -99,3 +99,11 @@ export async function lookupHostKeys(api: GceApi, scope: Scope, project: string,
     return { keys: [], source: `neither guest attributes nor the serial console showed host keys within ${formatDuration(timeoutMs)}${why}` };
   }
 }
+
+/** lookupHostKeys, saying in the log where the keys came from or why there are none. */
+export async function instanceHostKeys(api: GceApi, scope: Scope, project: string, zone: string, name: string, timeoutMs: number): Promise<string[]> {
+  const found = await lookupHostKeys(api, scope, project, zone, name, timeoutMs);
+  if (found.keys.length > 0) scope.log(`gcp: ${found.keys.length} host key(s) of ${name} from ${found.source}`);
+  else scope.log(`gcp: no SSH host keys for ${name}: ${found.source}`);
+  return found.keys;
+}

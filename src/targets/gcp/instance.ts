@@ -1,9 +1,10 @@
 /**
- * The build instance and its disks: insert (boot disk from the base image, blank data disk under a
- * fixed device name, ephemeral external address, network tag, `ssh-keys` and guest-attribute
- * metadata, labels everywhere), read its address, stop it, delete it and its disks. Both disks are
- * created with autoDelete off: they must outlive a stop and exist until their images do, and they
- * are deleted explicitly (each is in the ledger on its own).
+ * GCE instances and their disks: insert (boot disk from an image, a data disk under a fixed device
+ * name: new, blank or from an image, or an existing one attached as it is; ephemeral external
+ * address, network tag, `ssh-keys` and guest-attribute metadata, labels everywhere), read its
+ * address, stop it, delete it and its disks. The build's disks are created with autoDelete off:
+ * they must outlive a stop and exist until their images do, and they are deleted explicitly (each
+ * is in the ledger on its own). An existing disk is never deleted with the instance.
  */
 import type { protos } from '@google-cloud/compute';
 import { KilnError } from '../../core/errors.js';
@@ -22,15 +23,23 @@ export interface DiskSpec {
   name: string;
   sizeGb: number;
   type?: string;
+  /** The image it starts from; blank without one. */
+  sourceImage?: string;
 }
+
+/** The data disk: a new one, or an existing disk (its path) attached as it is. */
+export type DataDiskSpec = (DiskSpec & { deviceName: string }) | { deviceName: string; existing: string };
 
 export interface InstanceSpec {
   project: string;
   zone: string;
   name: string;
+  description: string;
   machineType: string;
   boot: DiskSpec & { sourceImage: string };
-  data: DiskSpec & { deviceName: string };
+  data: DataDiskSpec;
+  /** Whether the disks the insert creates go with the instance (an existing disk never does). */
+  autoDelete: boolean;
   network: string;
   subnetwork?: string;
   networkTag: string;
@@ -45,31 +54,24 @@ function subnetworkRef(zone: string, subnetwork: string): string {
 
 /** The instances.insert body. */
 export function instanceResource(spec: InstanceSpec): Instance {
-  const diskType = (type?: string) => (type ? { diskType: `zones/${spec.zone}/diskTypes/${type}` } : {});
+  const newDisk = (disk: DiskSpec) => ({
+    diskName: disk.name,
+    ...(disk.sourceImage ? { sourceImage: disk.sourceImage } : {}),
+    diskSizeGb: String(disk.sizeGb),
+    ...(disk.type ? { diskType: `zones/${spec.zone}/diskTypes/${disk.type}` } : {}),
+    labels: spec.labels,
+  });
+  const data = spec.data;
   return {
     name: spec.name,
-    description: 'kiln image build instance (temporary)',
+    description: spec.description,
     machineType: `zones/${spec.zone}/machineTypes/${spec.machineType}`,
     disks: [
-      {
-        boot: true,
-        autoDelete: false,
-        deviceName: 'kiln-boot',
-        initializeParams: {
-          diskName: spec.boot.name,
-          sourceImage: spec.boot.sourceImage,
-          diskSizeGb: String(spec.boot.sizeGb),
-          ...diskType(spec.boot.type),
-          labels: spec.labels,
-        },
-      },
-      {
-        boot: false,
-        autoDelete: false,
-        // The guest finds it as /dev/disk/by-id/google-<deviceName>.
-        deviceName: spec.data.deviceName,
-        initializeParams: { diskName: spec.data.name, diskSizeGb: String(spec.data.sizeGb), ...diskType(spec.data.type), labels: spec.labels },
-      },
+      { boot: true, autoDelete: spec.autoDelete, deviceName: 'kiln-boot', initializeParams: newDisk(spec.boot) },
+      // The guest finds it as /dev/disk/by-id/google-<deviceName>.
+      'existing' in data
+        ? { boot: false, autoDelete: false, deviceName: data.deviceName, source: data.existing }
+        : { boot: false, autoDelete: spec.autoDelete, deviceName: data.deviceName, initializeParams: newDisk(data) },
     ],
     networkInterfaces: [
       {
@@ -84,12 +86,13 @@ export function instanceResource(spec: InstanceSpec): Instance {
         { key: 'ssh-keys', value: `${spec.sshUser}:${spec.sshPublicKey}` },
         // The guest agent publishes the SSH host keys as guest attributes `hostkeys/<type>`.
         { key: 'enable-guest-attributes', value: 'TRUE' },
-        // Only the build's key: project-wide keys would become accounts baked into the image.
+        // Only this instance's key: project-wide keys would become accounts baked into the image, or
+        // log in to a validation instance that must accept nothing but the validation key.
         { key: 'block-project-ssh-keys', value: 'TRUE' },
       ],
     },
     labels: spec.labels,
-    // No service account: nothing on the build VM needs Google credentials.
+    // No service account: nothing on kiln's instances needs Google credentials.
     serviceAccounts: [],
   };
 }
