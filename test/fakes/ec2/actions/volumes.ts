@@ -10,7 +10,7 @@ import type { InstanceRecord, RegionState, VolumeAttachment, VolumeRecord } from
 import type { Ec2State } from '../state.js';
 import type { XmlObject } from '../xml.js';
 import { checkVolume } from './block-devices.js';
-import { copyTags, priorResult, rememberResult, tagSetXml, tagSpecifications, type ActionContext, type ActionHandler } from './common.js';
+import { copyTags, priorResult, rememberResult, tagSetXml, tagSpecifications, type ActionHandler } from './common.js';
 
 const DEVICE = /^\/dev\/(sd|xvd)[a-z]{1,2}[0-9]?$/;
 
