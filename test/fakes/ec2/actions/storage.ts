@@ -5,7 +5,7 @@ import type { SnapshotRecord, VolumeRecord } from '../model.js';
 import type { XmlObject } from '../xml.js';
 import { tagSetXml, type ActionContext, type ActionHandler } from './common.js';
 
-function volumeXml(v: VolumeRecord): XmlObject {
+export function volumeXml(v: VolumeRecord): XmlObject {
   const a = v.attachment;
   return {
     volumeId: v.id,

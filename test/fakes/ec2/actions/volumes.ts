@@ -10,7 +10,8 @@ import type { InstanceRecord, RegionState, VolumeAttachment, VolumeRecord } from
 import type { Ec2State } from '../state.js';
 import type { XmlObject } from '../xml.js';
 import { checkVolume } from './block-devices.js';
-import { copyTags, priorResult, rememberResult, tagSetXml, tagSpecifications, type ActionHandler } from './common.js';
+import { volumeXml } from './storage.js';
+import { copyTags, priorResult, rememberResult, tagSpecifications, type ActionHandler } from './common.js';
 
 const DEVICE = /^\/dev\/(sd|xvd)[a-z]{1,2}[0-9]?$/;
 
@@ -21,29 +22,11 @@ function zoneOf(region: RegionState, zone: string): string {
   return zone;
 }
 
-function createdXml(v: VolumeRecord): XmlObject {
-  return {
-    volumeId: v.id,
-    size: v.size,
-    snapshotId: v.snapshotId ?? '',
-    availabilityZone: v.availabilityZone,
-    status: v.state,
-    createTime: v.createTime,
-    volumeType: v.volumeType,
-    iops: v.iops,
-    throughput: v.throughput,
-    encrypted: v.encrypted,
-    kmsKeyId: v.kmsKeyId,
-    tagSet: tagSetXml(v.tags),
-    multiAttachEnabled: false,
-  };
-}
-
 const createVolume: ActionHandler = (ctx) => {
   const { state, region, params } = ctx;
   const token = params.str('ClientToken');
   const prior = priorResult(ctx, 'CreateVolume', token);
-  if (prior) return createdXml(state.getVolume(region, prior));
+  if (prior) return volumeXml(state.getVolume(region, prior));
   const zone = zoneOf(region, params.required('AvailabilityZone'));
   const snapshotId = params.str('SnapshotId');
   const snapshot = snapshotId ? state.getSnapshot(region, snapshotId) : undefined;
@@ -86,7 +69,7 @@ const createVolume: ActionHandler = (ctx) => {
   region.volumes.set(volume.id, volume);
   rememberResult(ctx, 'CreateVolume', token, volume.id);
   void createDisk(state, volume);
-  return createdXml(volume);
+  return volumeXml(volume);
 };
 
 async function createDisk(state: Ec2State, volume: VolumeRecord): Promise<void> {
