@@ -53,18 +53,21 @@ export async function importKeyPair(api: Ec2Api, scope: CallScope, spec: KeyPair
 
 /** The VPC the build runs in: the plan's subnet's, else the region's default VPC. */
 export async function buildVpc(api: Ec2Api, scope: CallScope, subnetId: string | undefined): Promise<string> {
-  if (subnetId) {
-    const out = await api.call('DescribeSubnets', { ...scope, resource: subnetId }, (c, o) => c.send(new DescribeSubnetsCommand({ SubnetIds: [subnetId] }), o));
-    const vpcId = out.Subnets?.[0]?.VpcId;
-    if (!vpcId) throw new KilnError('INPUT', `subnet ${subnetId} has no VPC in ${scope.region}`, { field: 'targets.aws.subnetId', resource: subnetId });
-    return vpcId;
-  }
+  if (subnetId) return (await describeSubnet(api, scope, subnetId)).vpcId;
   const out = await api.call('DescribeVpcs', { ...scope, resource: 'default VPC' }, (c, o) =>
     c.send(new DescribeVpcsCommand({ Filters: [{ Name: 'is-default', Values: ['true'] }] }), o),
   );
   const vpcId = out.Vpcs?.[0]?.VpcId;
   if (!vpcId) throw new KilnError('INPUT', `${scope.region} has no default VPC: set targets.aws.subnetId`, { field: 'targets.aws.subnetId', region: scope.region });
   return vpcId;
+}
+
+/** The plan's subnet: its VPC and availability zone. */
+export async function describeSubnet(api: Ec2Api, scope: CallScope, subnetId: string): Promise<{ vpcId: string; zone?: string }> {
+  const out = await api.call('DescribeSubnets', { ...scope, resource: subnetId }, (c, o) => c.send(new DescribeSubnetsCommand({ SubnetIds: [subnetId] }), o));
+  const subnet = out.Subnets?.[0];
+  if (!subnet?.VpcId) throw new KilnError('INPUT', `subnet ${subnetId} has no VPC in ${scope.region}`, { field: 'targets.aws.subnetId', resource: subnetId });
+  return { vpcId: subnet.VpcId, zone: subnet.AvailabilityZone };
 }
 
 export interface SshGroupSpec {

@@ -3,29 +3,32 @@
  * prepare = newest base AMI + a per-build ed25519 key (imported) + a security group letting SSH in
  * from the builder only; launch = the instance with root and data volumes (tagged, deleted on
  * termination, deterministic ClientToken); capture = one AMI of both volumes; publish = region
- * copies in parallel and launch permissions everywhere. Every resource is in the ledger (with its
- * region) before its create call returns, so `destroy` works from a fresh driver given only an entry.
+ * copies in parallel and launch permissions everywhere; launchInstance = a validation instance from
+ * the AMI (validation-instance.ts). Every resource is in the ledger (with its region) before its
+ * create call returns, so `destroy` works from a fresh driver given only an entry.
  */
 import type { EC2ClientConfig } from '@aws-sdk/client-ec2';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { KilnError } from '../../core/errors.js';
-import type { AwsTargetPlan } from '../../definition/plan.js';
 import type { BuildContext } from '../../pipeline/context.js';
 import type { LedgerEntry } from '../../pipeline/ledger.js';
 import { generateKeyPair } from '../../ssh/index.js';
 import type { RateLimits } from '../rate-limits.js';
-import type { Artifact, DestroyOptions, SshAccess, TaggedResource, TargetDriver } from '../target.js';
-import { allowSsh, buildVpc, createSecurityGroup, importKeyPair } from './access.js';
-import { lookupPublicAddress, sshSource, type BuilderAddressLookup } from '../builder-address.js';
+import type { Artifact, DestroyOptions, InstanceOptions, SshAccess, TaggedResource, TargetDriver } from '../target.js';
+import type { BuilderAddressLookup } from '../builder-address.js';
 import { findBaseImage } from './base-image.js';
-import { DEFAULT_TIMING, Ec2Api, type CallScope, type Ec2Timing } from './clients.js';
-import { allOrFirstError, clientToken, copyToRegions, description, markPublished, share } from './copies.js';
+import { mustFact, scopeOf, targetPlan } from './build-context.js';
+import { DEFAULT_TIMING, Ec2Api, type Ec2Timing } from './clients.js';
+import { allOrFirstError, copyToRegions, description, markPublished, share } from './copies.js';
 import { destroyEntry } from './destroy.js';
-import { consoleHostKeys } from './hostkeys.js';
+import { loggedHostKeys } from './hostkeys.js';
 import { createImage, imageSnapshots, waitAvailable } from './image.js';
-import { describeWithVolumes, runInstance, stopInstance, volumeAt, waitRunning } from './instance.js';
+import { DEFAULT_DATA_DEVICE, ebsVolume, stopInstance } from './instance.js';
+import { buildLaunchToken, launchRecorded, publicAddress } from './launch.js';
 import { listTaggedIn } from './tagged.js';
+import { createTemporaryAccess } from './temporary-access.js';
+import { launchValidationInstance } from './validation-instance.js';
 
 export interface AwsTimeouts {
   /** The instance to reach `running`. */
@@ -41,6 +44,8 @@ export interface AwsTimeouts {
   dependencyMs: number;
   /** Polling the console for the VM's SSH host keys. */
   hostKeysMs: number;
+  /** A given data volume to be attached to the validation instance. */
+  attachMs: number;
 }
 
 export const DEFAULT_TIMEOUTS: AwsTimeouts = {
@@ -51,6 +56,7 @@ export const DEFAULT_TIMEOUTS: AwsTimeouts = {
   terminateMs: 10 * 60_000,
   dependencyMs: 10 * 60_000,
   hostKeysMs: 3 * 60_000,
+  attachMs: 5 * 60_000,
 };
 
 export interface AwsDriverOptions {
@@ -67,8 +73,6 @@ export interface AwsDriverOptions {
   /** The run's API rate limiters, shared with the other builds (default: the driver's own). */
   rateLimits?: RateLimits;
 }
-
-const DATA_DEVICE = '/dev/sdf';
 
 export class AwsDriver implements TargetDriver {
   readonly name = 'aws' as const;
@@ -101,82 +105,53 @@ export class AwsDriver implements TargetDriver {
       await chmod(keyPath, 0o600);
       return { id: keyPath };
     });
-    const spec = { build: ctx.plan.buildId, tags: ctx.plan.tags };
-    const keyPair = await ctx.resources.create({ kind: 'key-pair', name: t.names.keyPair, region: t.region }, async () => ({
-      id: await importKeyPair(this.api(), scopeOf(ctx, t.names.keyPair), { ...spec, name: t.names.keyPair, publicKey: key.publicKey }),
-    }));
-
-    const cidr = await sshSource(ctx.plan.access.sshCidr, this.options.builderAddress ?? lookupPublicAddress, ctx.signal);
-    if (cidr.endsWith('/0')) ctx.log.line(`aws: warning: sshCidr ${cidr} lets SSH in from anywhere`);
-    const vpcId = await buildVpc(this.api(), scopeOf(ctx, t.names.securityGroup), t.subnetId);
-    const group = await ctx.resources.create({ kind: 'security-group', name: t.names.securityGroup, region: t.region, extra: { vpcId } }, async () => ({
-      id: await createSecurityGroup(this.api(), scopeOf(ctx, t.names.securityGroup), { ...spec, name: t.names.securityGroup, vpcId }),
-    }));
-    await allowSsh(this.api(), scopeOf(ctx, group.id), group.id, cidr);
-    await ctx.state.setFacts({ keyPairId: keyPair.id, securityGroupId: group.id, vpcId, sshCidr: cidr });
-    ctx.log.line(`aws: key pair ${t.names.keyPair}, security group ${group.id} in ${vpcId} allows tcp/22 from ${cidr}`);
+    const access = await createTemporaryAccess(this.api(), ctx, {
+      keyPairName: t.names.keyPair,
+      securityGroupName: t.names.securityGroup,
+      publicKey: key.publicKey,
+      builderAddress: this.options.builderAddress,
+    });
+    await ctx.state.setFacts({ keyPairId: access.keyPairId, securityGroupId: access.securityGroupId, vpcId: access.vpcId, sshCidr: access.sshCidr });
   }
 
   async launch(ctx: BuildContext): Promise<void> {
     const t = targetPlan(ctx);
     const rootDevice = mustFact(ctx, 'rootDeviceName');
-    const dataDevice = ctx.plan.disks.data.deviceName ?? DATA_DEVICE;
+    const dataDevice = ctx.plan.disks.data.deviceName ?? DEFAULT_DATA_DEVICE;
     const baseRootGb = Number(ctx.state.fact('baseRootGb') ?? 0);
     const rootDisk = { ...ctx.plan.disks.root, sizeGb: Math.max(ctx.plan.disks.root.sizeGb, baseRootGb) };
-    const token = launchToken(ctx);
-    const volume = (purpose: string, device: string) => ({ kind: 'volume', name: `${t.names.instance}-${purpose}`, region: t.region, extra: { clientToken: token, device } });
-    // RunInstances makes all three: the volumes' intents come first so that undo, in reverse order,
-    // terminates the instance before it looks at the volumes (which go with it).
-    let instance: { id: string; publicIp?: string; dataVolumeId?: string } | undefined;
-    await ctx.resources.create(volume('root', rootDevice), async () => {
-      const data = await ctx.resources.create(volume('data', dataDevice), async () => {
-        const created = await ctx.resources.create({ kind: 'instance', name: t.names.instance, region: t.region, extra: { clientToken: token } }, async () => ({
-          id: await runInstance(this.api(), scopeOf(ctx, t.names.instance), {
-            name: t.names.instance,
-            clientToken: token,
-            imageId: mustFact(ctx, 'baseImageId'),
-            instanceType: t.instanceType,
-            keyName: t.names.keyPair,
-            securityGroupId: mustFact(ctx, 'securityGroupId'),
-            subnetId: t.subnetId,
-            root: { device: rootDevice, disk: rootDisk },
-            data: { device: dataDevice, disk: ctx.plan.disks.data },
-            encrypted: t.encrypted,
-            kmsKeyId: t.kmsKeyId,
-            tags: ctx.plan.tags,
-          }),
-        }));
-        await ctx.state.setFacts({ instanceId: created.id });
-        ctx.log.line(`aws: instance ${created.id} (${t.instanceType}) launched in ${t.region}; waiting for it to run`);
-        const scope = scopeOf(ctx, created.id);
-        const running = await describeWithVolumes(this.api(), scope, await waitRunning(this.api(), scope, created.id, this.timeouts.runningMs), [rootDevice, dataDevice]);
-        instance = { id: created.id, publicIp: running.PublicIpAddress, dataVolumeId: volumeAt(running, dataDevice) };
-        return { id: volumeAt(running, dataDevice) as string, root: volumeAt(running, rootDevice) as string };
-      });
-      return { id: data.root };
-    });
-    if (!instance?.publicIp) {
-      throw new KilnError('CLOUD', `instance ${instance?.id} has no public IP address: use a subnet that assigns public addresses`, {
-        resource: instance?.id,
-        region: t.region,
-        code: 'NoPublicIp',
-      });
-    }
-    await ctx.state.setFacts({ sshHost: instance.publicIp, dataVolumeId: instance.dataVolumeId ?? '' });
-    ctx.log.line(`aws: instance ${instance.id} running at ${instance.publicIp}; data volume ${instance.dataVolumeId} at ${dataDevice}`);
+    const instance = await launchRecorded(
+      this.api(),
+      ctx,
+      {
+        name: t.names.instance,
+        imageId: mustFact(ctx, 'baseImageId'),
+        instanceType: t.instanceType,
+        keyName: t.names.keyPair,
+        securityGroupId: mustFact(ctx, 'securityGroupId'),
+        subnetId: t.subnetId,
+        blockDevices: [ebsVolume(rootDevice, rootDisk, t), ebsVolume(dataDevice, ctx.plan.disks.data, t)],
+        tags: ctx.plan.tags,
+      },
+      [
+        { device: rootDevice, purpose: 'root' },
+        { device: dataDevice, purpose: 'data' },
+      ],
+      { token: buildLaunchToken(ctx), runningMs: this.timeouts.runningMs },
+    );
+    const dataVolumeId = instance.volumes[dataDevice] ?? '';
+    await ctx.state.setFacts({ sshHost: publicAddress(instance, t.region), dataVolumeId });
+    ctx.log.line(`aws: instance ${instance.id} running at ${instance.publicIp}; data volume ${dataVolumeId} at ${dataDevice}`);
   }
 
   async sshAccess(ctx: BuildContext): Promise<SshAccess> {
     const id = mustFact(ctx, 'instanceId');
-    const found = await consoleHostKeys(this.api(), scopeOf(ctx, id), id, this.timeouts.hostKeysMs);
-    if (found.keys.length > 0) ctx.log.line(`aws: ${found.keys.length} SSH host key(s) of ${id} from its console`);
-    else ctx.log.line(`aws: cannot verify the SSH host key of ${id}: no host keys on its console (${found.why ?? 'none printed'})`);
     return {
       host: this.options.sshEndpoint?.host ?? mustFact(ctx, 'sshHost'),
       port: this.options.sshEndpoint?.port ?? 22,
       username: ctx.plan.access.sshUser,
       privateKey: await readFile(ctx.paths.sshKey, 'utf8'),
-      hostKeys: found.keys,
+      hostKeys: await loggedHostKeys(this.api(), scopeOf(ctx, id), id, this.timeouts.hostKeysMs, ctx.log.line),
     };
   }
 
@@ -221,6 +196,11 @@ export class AwsDriver implements TargetDriver {
     return copies;
   }
 
+  async launchInstance(ctx: BuildContext, images: Artifact[], options: InstanceOptions): Promise<SshAccess> {
+    const env = { timeouts: this.timeouts, builderAddress: this.options.builderAddress, sshEndpoint: this.options.sshEndpoint };
+    return launchValidationInstance(this.api(), ctx, images, options, env);
+  }
+
   async destroy(entry: LedgerEntry, options: DestroyOptions): Promise<void> {
     await destroyEntry(this.api(), entry, options, this.timeouts);
   }
@@ -246,29 +226,4 @@ export class AwsDriver implements TargetDriver {
 function regionsFromEnv(): string[] | undefined {
   const list = (process.env.KILN_AWS_REGIONS ?? '').split(',').map((r) => r.trim()).filter(Boolean);
   return list.length > 0 ? list : undefined;
-}
-
-/**
- * The launch's ClientToken: deterministic per build and attempt. A launch retried after its intent
- * was recorded (and its answer lost) reuses the intent's token, so EC2 returns that same instance.
- */
-function launchToken(ctx: BuildContext): string {
-  const instances = ctx.resources.list('instance');
-  const pending = instances.find((e) => !e.id && e.extra?.clientToken);
-  return pending?.extra?.clientToken ?? clientToken('kiln', ctx.plan.buildId, 'launch', String(instances.length + 1));
-}
-
-function targetPlan(ctx: BuildContext): AwsTargetPlan {
-  if (ctx.plan.targetPlan.kind !== 'aws') throw new KilnError('INTERNAL', `aws driver got a ${ctx.plan.targetPlan.kind} plan`);
-  return ctx.plan.targetPlan;
-}
-
-function scopeOf(ctx: BuildContext, resource: string): CallScope {
-  return { region: targetPlan(ctx).region, resource, signal: ctx.signal };
-}
-
-function mustFact(ctx: BuildContext, key: string): string {
-  const value = ctx.state.fact(key);
-  if (value === undefined) throw new KilnError('INTERNAL', `build ${ctx.plan.buildId} has no ${key} yet: was a step skipped?`);
-  return value;
 }

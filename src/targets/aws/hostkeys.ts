@@ -85,3 +85,11 @@ export async function consoleHostKeys(api: Ec2Api, scope: CallScope, instanceId:
     throw err;
   }
 }
+
+/** consoleHostKeys, saying in the log what was found (or why nothing can be verified). */
+export async function loggedHostKeys(api: Ec2Api, scope: CallScope, instanceId: string, timeoutMs: number, log: (line: string) => void): Promise<string[]> {
+  const found = await consoleHostKeys(api, scope, instanceId, timeoutMs);
+  if (found.keys.length > 0) log(`aws: ${found.keys.length} SSH host key(s) of ${instanceId} from its console`);
+  else log(`aws: cannot verify the SSH host key of ${instanceId}: no host keys on its console (${found.why ?? 'none printed'})`);
+  return found.keys;
+}

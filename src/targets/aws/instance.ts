@@ -1,8 +1,9 @@
 /**
- * The build instance: RunInstances with the root and data volumes as block device mappings (both
- * deleted on termination, tagged at creation) and a deterministic ClientToken, so a retried or
- * repeated launch returns the same instance and cleanup can find an instance whose id was never
- * recorded; then the SDK waiters for running, stopped and terminated.
+ * Instances: RunInstances with block device mappings over the image's (the build's root and data
+ * volumes, deleted on termination; NoDevice for a validation instance's data volume), tagged at
+ * creation, with a ClientToken, so a retried or repeated launch returns the same instance and
+ * cleanup can find an instance whose id was never recorded; then the SDK waiters for running,
+ * stopped and terminated.
  */
 import {
   DescribeInstancesCommand,
@@ -25,6 +26,9 @@ import type { CallScope, Ec2Api } from './clients.js';
 import { isNotFound } from './errors.js';
 import { tagSpecs } from './tagging.js';
 
+/** Where the data volume goes when the plan names no device. */
+export const DEFAULT_DATA_DEVICE = '/dev/sdf';
+
 export interface LaunchSpec {
   name: string;
   clientToken: string;
@@ -33,10 +37,10 @@ export interface LaunchSpec {
   keyName: string;
   securityGroupId: string;
   subnetId?: string;
-  root: { device: string; disk: DiskPlan };
-  data: { device: string; disk: DiskPlan };
-  encrypted: boolean;
-  kmsKeyId?: string;
+  /** Without a subnet: launch in this zone's default subnet (a volume to attach lives there). */
+  availabilityZone?: string;
+  /** Over the image's own mappings (ebsVolume, noDevice); none = the image's volumes as they are. */
+  blockDevices: BlockDeviceMapping[];
   tags: Record<string, string>;
 }
 
@@ -51,7 +55,8 @@ export async function runInstance(api: Ec2Api, scope: CallScope, spec: LaunchSpe
         KeyName: spec.keyName,
         SecurityGroupIds: [spec.securityGroupId],
         SubnetId: spec.subnetId,
-        BlockDeviceMappings: [volume(spec.root.device, spec.root.disk, spec), volume(spec.data.device, spec.data.disk, spec)],
+        Placement: spec.availabilityZone ? { AvailabilityZone: spec.availabilityZone } : undefined,
+        BlockDeviceMappings: spec.blockDevices.length > 0 ? spec.blockDevices : undefined,
         MetadataOptions: { HttpTokens: 'required', HttpEndpoint: 'enabled' },
         TagSpecifications: tagSpecs(['instance', 'volume'], spec.tags, spec.name),
         ClientToken: spec.clientToken,
@@ -64,8 +69,9 @@ export async function runInstance(api: Ec2Api, scope: CallScope, spec: LaunchSpe
   return id;
 }
 
-function volume(device: string, disk: DiskPlan, spec: LaunchSpec): BlockDeviceMapping {
-  const encrypted = spec.encrypted;
+/** A volume of the plan's size and type at `device`, deleted with the instance. */
+export function ebsVolume(device: string, disk: DiskPlan, encryption: { encrypted: boolean; kmsKeyId?: string }): BlockDeviceMapping {
+  const encrypted = encryption.encrypted;
   return {
     DeviceName: device,
     Ebs: {
@@ -74,10 +80,15 @@ function volume(device: string, disk: DiskPlan, spec: LaunchSpec): BlockDeviceMa
       Iops: disk.iops,
       Throughput: disk.type === 'gp3' ? disk.throughput : undefined,
       Encrypted: encrypted,
-      KmsKeyId: encrypted ? spec.kmsKeyId : undefined,
+      KmsKeyId: encrypted ? encryption.kmsKeyId : undefined,
       DeleteOnTermination: true,
     },
   };
+}
+
+/** Leaves out the image's volume at `device`. */
+export function noDevice(device: string): BlockDeviceMapping {
+  return { DeviceName: device, NoDevice: '' };
 }
 
 /** Waits for `running` (the waiter retries InvalidInstanceID.NotFound); returns the instance. */

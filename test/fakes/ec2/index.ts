@@ -13,13 +13,22 @@
  *   blockDeviceMapping), public base images (Amazon Linux 2023, Ubuntu) seeded in each region.
  * - Key pairs: ImportKeyPair (ed25519 and RSA OpenSSH keys, EC2's fingerprints), DescribeKeyPairs,
  *   DeleteKeyPair.
- * - A default VPC, subnet and `default` security group per region; DescribeVpcs, DescribeSubnets.
+ * - A default VPC with a default subnet in each of three zones (`<region>a`, `b`, `c`) and the
+ *   `default` security group per region; DescribeVpcs, DescribeSubnets.
  * - Security groups: Create, Authorize/RevokeSecurityGroupIngress, Describe, Delete (with
  *   DependencyViolation while a non-terminated instance uses the group).
- * - Instances: RunInstances (block device mappings, tag specifications, ClientToken idempotency,
- *   Min/MaxCount), DescribeInstances, Stop/Start/TerminateInstances, GetConsoleOutput; the EC2 state
- *   machine with codes; IncorrectInstanceState; optional InvalidInstanceID.NotFound window after launch.
- * - Volumes and snapshots: DescribeVolumes, DeleteVolume, DescribeSnapshots, DeleteSnapshot.
+ * - Instances: RunInstances (block device mappings incl. NoDevice, Placement.AvailabilityZone
+ *   picking that zone's default subnet, tag specifications, ClientToken idempotency,
+ *   Min/MaxCount), DescribeInstances, Stop/Start/TerminateInstances, GetConsoleOutput; the EC2
+ *   state machine with codes; IncorrectInstanceState; optional InvalidInstanceID.NotFound window
+ *   after launch.
+ * - Volumes and snapshots: CreateVolume (blank or from a snapshot, in one zone; creating ->
+ *   available; ClientToken), AttachVolume (InvalidVolume.ZoneMismatch, VolumeInUse, IncorrectState
+ *   for a volume not available or an instance neither running nor stopped, a device in use;
+ *   attaching -> attached, not DeleteOnTermination), DetachVolume (detaching -> available; the root
+ *   volume only from a stopped instance), DescribeVolumes (attachmentSet), DeleteVolume
+ *   (VolumeInUse while attached), DescribeSnapshots, DeleteSnapshot. Terminating an instance
+ *   deletes its DeleteOnTermination volumes and leaves the others available.
  * - Tags: CreateTags, DeleteTags, DescribeTags on every modelled resource.
  * - Faults (FaultInjector), transition delays (Transitions, names in lifecycle.ts), interceptors.
  * - Side effects on disks and machines through a MachineBackend (NullMachines by default;
@@ -27,7 +36,8 @@
  *
  * Leaves out: signature verification, multiple accounts (sharing is recorded, not enforced across
  * accounts), IAM, quotas, instance store, ENIs/EIPs beyond the one primary interface, IPv6, egress
- * rule changes, CreateVolume/AttachVolume/CreateSnapshot/CopySnapshot, Spot, launch templates,
+ * rule changes, CreateSnapshot/CopySnapshot, ModifyVolume, hotplug (a volume attached to a running
+ * machine reaches the machine backend at its next start), Spot, launch templates,
  * user data (accepted and ignored), deprecation/disable of images, and KMS key validation.
  * Terminated instances stay visible in DescribeInstances for the life of the fake.
  */
@@ -40,6 +50,7 @@ import { instanceActions } from './actions/instances.js';
 import { keyPairActions } from './actions/keypairs.js';
 import { networkActions } from './actions/network.js';
 import { storageActions } from './actions/storage.js';
+import { volumeActions } from './actions/volumes.js';
 import { tagActions } from './actions/tags.js';
 import { Ec2Error } from './errors.js';
 import { Ec2Server, type CallRecord, type Interceptor } from './server.js';
@@ -56,6 +67,7 @@ export const ACTIONS: Record<string, ActionHandler> = {
   ...networkActions,
   ...instanceActions,
   ...storageActions,
+  ...volumeActions,
   ...tagActions,
 };
 

@@ -10,6 +10,9 @@
  *   instance.terminated  shutting-down -> terminated, after the machine and its disks are gone
  *   snapshot.completed   snapshot pending -> completed, after the backend's snapshotDisk
  *   image.available      image pending -> available, after all its snapshots completed
+ *   volume.available     CreateVolume: creating -> available, after the backend's createDisk
+ *   volume.attached      AttachVolume: attaching -> attached
+ *   volume.detached      DetachVolume: detaching -> detached (the volume available again)
  */
 import type { MachineSpec } from '../common/machines.js';
 import type { ImageRecord, InstanceRecord, InstanceStateName, RegionState, SnapshotRecord } from './model.js';

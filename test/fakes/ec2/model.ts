@@ -66,6 +66,8 @@ export interface SnapshotRecord {
 export interface VolumeAttachment {
   instanceId: string;
   device: string;
+  /** RunInstances attaches at once; AttachVolume goes attaching -> attached, DetachVolume detaching -> gone. */
+  status: 'attaching' | 'attached' | 'detaching';
   attachTime: Date;
   deleteOnTermination: boolean;
 }
@@ -80,7 +82,7 @@ export interface VolumeRecord {
   encrypted: boolean;
   kmsKeyId?: string;
   snapshotId?: string;
-  state: 'creating' | 'available' | 'in-use';
+  state: 'creating' | 'available' | 'in-use' | 'error';
   createTime: Date;
   attachment?: VolumeAttachment;
   tags: Tags;

@@ -52,7 +52,7 @@ describe('default VPC and subnet', () => {
         ],
       }),
     );
-    expect(Subnets).toHaveLength(1);
+    expect(Subnets?.map((s) => s.AvailabilityZone)).toEqual(['us-east-1a', 'us-east-1b', 'us-east-1c']);
     expect(Subnets?.[0]).toMatchObject({ AvailabilityZone: 'us-east-1a', MapPublicIpOnLaunch: true, DefaultForAz: true });
     const other = await ec2Client(fake, 'ap-south-1').send(new DescribeVpcsCommand({}));
     expect(other.Vpcs?.[0]?.VpcId).not.toBe(Vpcs?.[0]?.VpcId);

@@ -1,8 +1,8 @@
 /**
- * The EC2 fake's model: one RegionState per region (created on first use, with a default VPC,
- * subnet and security group, and optionally the seeded public base images), id generation,
- * lookups that raise EC2's NotFound/Malformed errors, and the inspection API tests use to assert
- * what is left.
+ * The EC2 fake's model: one RegionState per region (created on first use, with a default VPC, a
+ * default subnet in each of the zones `<region>a`, `b` and `c`, the `default` security group, and
+ * optionally the seeded public base images), id generation, lookups that raise EC2's
+ * NotFound/Malformed errors, and the inspection API tests use to assert what is left.
  */
 import { createHash } from 'node:crypto';
 import { LoopbackAddresses, NullMachines, type MachineBackend } from '../common/machines.js';
@@ -120,6 +120,12 @@ export class Ec2State {
       tags: new Map(),
     });
     if (this.seedBase) seedBaseImages(this, region);
+    // Created last so that the ids above stay what they were before the fake had more zones.
+    for (const zone of ['b', 'c']) {
+      const id = this.newId('subnet');
+      const n = zone === 'b' ? 16 : 32;
+      region.subnets.set(id, { id, vpcId, cidrBlock: `172.31.${n}.0/20`, availabilityZone: `${name}${zone}`, defaultForAz: true, tags: new Map() });
+    }
     return region;
   }
 

@@ -22,7 +22,8 @@ function invalidMapping(message: string): Ec2Error {
   return new Ec2Error('InvalidBlockDeviceMapping', message);
 }
 
-function validate(ctx: ActionContext, m: ImageMapping): ImageMapping {
+/** Checks a volume's type, size, iops and throughput as EC2 does; fills in the type's defaults. */
+export function checkVolume(ctx: ActionContext, m: ImageMapping): ImageMapping {
   const limits = SIZE_LIMITS[m.volumeType];
   if (!limits) {
     throw new Ec2Error('InvalidParameterValue', `Value (${m.volumeType}) for parameter volumeType is invalid.`);
@@ -112,7 +113,7 @@ export function resolveMappings(ctx: ActionContext, image: ImageRecord): ImageMa
       throughput: ebs.int('Throughput') ?? (typeChanged ? undefined : base?.throughput),
     });
   }
-  const mappings = [...result.values()].map((m) => validate(ctx, m));
+  const mappings = [...result.values()].map((m) => checkVolume(ctx, m));
   const root = mappings.filter((m) => m.deviceName === image.rootDeviceName);
   const rest = mappings.filter((m) => m.deviceName !== image.rootDeviceName);
   rest.sort((a, b) => a.deviceName.localeCompare(b.deviceName));

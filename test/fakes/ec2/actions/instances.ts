@@ -65,7 +65,7 @@ export function instanceXml(ctx: ActionContext, i: InstanceRecord): XmlObject {
       deviceName: v?.attachment?.device,
       ebs: {
         volumeId: v?.id,
-        status: 'attached',
+        status: v?.attachment?.status,
         attachTime: v?.attachment?.attachTime,
         deleteOnTermination: v?.attachment?.deleteOnTermination,
       },
@@ -115,15 +115,22 @@ function reservationXml(ctx: ActionContext, r: ReservationRecord, instances: Ins
   };
 }
 
+/** The subnet given, else the default subnet of the Placement's zone (or of the first zone). */
 function pickSubnet(ctx: ActionContext): SubnetRecord {
   const { region, params } = ctx;
   const id = params.str('SubnetId');
+  const zone = params.struct('Placement')?.str('AvailabilityZone');
+  const zones = new Set([...region.subnets.values()].map((s) => s.availabilityZone));
+  if (zone && !zones.has(zone)) throw new Ec2Error('InvalidParameterValue', `Invalid availability zone: [${zone}]`);
   if (id) {
     const subnet = region.subnets.get(id);
     if (!subnet) throw new Ec2Error('InvalidSubnetID.NotFound', `The subnet ID '${id}' does not exist`);
+    if (zone && zone !== subnet.availabilityZone) {
+      throw new Ec2Error('InvalidParameterValue', `Value (${zone}) for parameter availabilityZone is invalid. Subnet '${id}' is in the availability zone ${subnet.availabilityZone}`);
+    }
     return subnet;
   }
-  const subnet = [...region.subnets.values()].find((s) => s.defaultForAz);
+  const subnet = [...region.subnets.values()].find((s) => s.defaultForAz && (!zone || s.availabilityZone === zone));
   if (!subnet) throw new Ec2Error('VPCIdNotSpecified', 'No default VPC for this user');
   return subnet;
 }
@@ -236,7 +243,7 @@ const runInstances: ActionHandler = (ctx) => {
         snapshotId: m.snapshotId,
         state: 'in-use',
         createTime: now,
-        attachment: { instanceId: instance.id, device: m.deviceName, attachTime: now, deleteOnTermination: m.deleteOnTermination },
+        attachment: { instanceId: instance.id, device: m.deviceName, status: 'attached', attachTime: now, deleteOnTermination: m.deleteOnTermination },
         tags: copyTags(tags.get('volume')),
       });
       instance.volumeIds.push(volumeId);

@@ -5,7 +5,7 @@ import type { SnapshotRecord, VolumeRecord } from '../model.js';
 import type { XmlObject } from '../xml.js';
 import { tagSetXml, type ActionContext, type ActionHandler } from './common.js';
 
-function volumeXml(v: VolumeRecord): XmlObject {
+export function volumeXml(v: VolumeRecord): XmlObject {
   const a = v.attachment;
   return {
     volumeId: v.id,
@@ -20,7 +20,7 @@ function volumeXml(v: VolumeRecord): XmlObject {
             volumeId: v.id,
             instanceId: a.instanceId,
             device: a.device,
-            status: 'attached',
+            status: a.status,
             attachTime: a.attachTime,
             deleteOnTermination: a.deleteOnTermination,
           },
@@ -40,7 +40,7 @@ const VOLUME_FILTERS: FilterFields<VolumeRecord> = {
   'volume-id': (v) => v.id,
   status: (v) => v.state,
   'attachment.instance-id': (v) => v.attachment?.instanceId,
-  'attachment.status': (v) => (v.attachment ? 'attached' : undefined),
+  'attachment.status': (v) => v.attachment?.status,
   'attachment.device': (v) => v.attachment?.device,
   'attachment.delete-on-termination': (v) => (v.attachment ? String(v.attachment.deleteOnTermination) : undefined),
   size: (v) => String(v.size),
