@@ -111,7 +111,7 @@ export function diskKinds(core: Core): ResourceKind[] {
       }
       if (!sourceId) {
         if (!p.storageProfile) throw armErrors.invalidParameter('Either sourceVirtualMachine or storageProfile is required.', 'sourceVirtualMachine');
-        return imageFromDisks(core, image, ctx, ref, location);
+        return imageFromDisks(core, ctx, ref, location);
       }
       const vm = core.state.get<VmInternal>(sourceId);
       if (!vm || vm.type !== C.vm) throw armErrors.invalidParameter(`Source virtual machine '${sourceId}' was not found.`, 'sourceVirtualMachine');
@@ -143,20 +143,7 @@ export function diskKinds(core: Core): ResourceKind[] {
           provisioningState: 'Creating',
         },
       });
-      core.state.put(rec);
-      return startLro(core, ctx, rec, {
-        step: 'image.create',
-        status: 201,
-        body: trackedJson(rec),
-        work: async () => {
-          await core.steps.wait('image.create', { resourceId: rec.id });
-          rec.internal.captured = await capture(core, vm, rec.internal.snapshots);
-          rec.properties.provisioningState = 'Succeeded';
-        },
-        onFailure: () => {
-          rec.properties.provisioningState = 'Failed';
-        },
-      });
+      return startImageCreate(core, ctx, rec, (taken) => capture(core, vm, taken));
     },
     delete: (ctx, rec) => {
       const img = rec as ResourceRecord<ImageInternal>;
@@ -185,7 +172,7 @@ function generationOf(p: Json): 'V1' | 'V2' {
 }
 
 /** An image from managed disks (`storageProfile.osDisk.managedDisk`, `dataDisks[].managedDisk`). */
-function imageFromDisks(core: Core, kind: ResourceKind, ctx: RequestContext, ref: ResourceRef, location: string) {
+function imageFromDisks(core: Core, ctx: RequestContext, ref: ResourceRef, location: string) {
   const p = props(ctx.body);
   const sp = obj(p.storageProfile);
   const os = obj(sp.osDisk);
@@ -226,14 +213,19 @@ function imageFromDisks(core: Core, kind: ResourceKind, ctx: RequestContext, ref
       provisioningState: 'Creating',
     },
   });
+  return startImageCreate(core, ctx, rec, (taken) => snapshotAll(core, sources, taken));
+}
+
+/** Stores a new image and starts its creation: after the `image.create` step, `snapshot` takes its disks. */
+function startImageCreate(core: Core, ctx: RequestContext, rec: ResourceRecord<ImageInternal>, snapshot: (taken: string[]) => Promise<CapturedImage>) {
   core.state.put(rec);
   return startLro(core, ctx, rec, {
     step: 'image.create',
     status: 201,
-    body: kind.serialize(rec, ctx),
+    body: trackedJson(rec),
     work: async () => {
       await core.steps.wait('image.create', { resourceId: rec.id });
-      rec.internal.captured = await snapshotAll(core, sources, rec.internal.snapshots);
+      rec.internal.captured = await snapshot(rec.internal.snapshots);
       rec.properties.provisioningState = 'Succeeded';
     },
     onFailure: () => {
