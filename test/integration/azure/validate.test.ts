@@ -6,7 +6,7 @@ import { BuildState } from '../../../src/pipeline/build-state.js';
 import { ResourceRecorder, type BuildContext } from '../../../src/pipeline/context.js';
 import { undo } from '../../../src/pipeline/undo.js';
 import { generateKeyPair, SshSession } from '../../../src/ssh/index.js';
-import { VALIDATION_SUFFIX } from '../../../src/validate/validate.js';
+import { VALIDATION_SUFFIX, validateImages } from '../../../src/validate/validate.js';
 import { ArmError } from '../../fakes/arm/index.js';
 import { startSshd, type TestSshd } from '../../support/sshd.js';
 import { build, captureBodies, live, sourcegraphPlan, startHarness, writes, type BuildRun, type Harness } from './harness.js';
@@ -46,11 +46,11 @@ function compute() {
 }
 
 /** A customer's data disk, kept in a group of its own. */
-async function customerDisk(location = 'eastus'): Promise<Disk> {
+async function customerDisk(location = 'eastus', name = 'appliance-data'): Promise<Disk> {
   const { credential, options, pollOptions } = h.fake.clientOptions();
   const { ResourceManagementClient } = await import('@azure/arm-resources');
-  await new ResourceManagementClient(credential, h.fake.subscriptionId, options).resourceGroups.createOrUpdate('customer', { location });
-  return (await compute()).disks.beginCreateOrUpdateAndWait('customer', 'appliance-data', { location, creationData: { createOption: 'Empty' }, diskSizeGB: 500 }, pollOptions);
+  await new ResourceManagementClient(credential, h.fake.subscriptionId, options).resourceGroups.createOrUpdate('customer', { location: 'eastus' });
+  return (await compute()).disks.beginCreateOrUpdateAndWait('customer', name, { location, creationData: { createOption: 'Empty' }, diskSizeGB: 500 }, pollOptions);
 }
 
 describe('azure driver: launchInstance for validation, against the ARM fake', () => {
@@ -194,6 +194,7 @@ describe('azure driver: launchInstance for validation, against the ARM fake', ()
   test('a data disk that is not a managed disk of this subscription and location, or is attached elsewhere, is an input error before anything is made', async () => {
     const { plan, run } = await built('razv0004');
     const disk = await customerDisk();
+    const far = await customerDisk('westeurope', 'far-data');
     const elsewhere = `/subscriptions/${h.fake.subscriptionId}/resourceGroups/customer/providers/Microsoft.Compute/disks/appliance-data`;
     const since = h.fake.requests.length;
     const cases: [string, RegExp][] = [
@@ -201,6 +202,7 @@ describe('azure driver: launchInstance for validation, against the ARM fake', ()
       [`${elsewhere.replace('/disks/', '/snapshots/')}`, /expected the ARM id of a managed disk/],
       [elsewhere.replace(h.fake.subscriptionId, '11111111-1111-4111-8111-111111111111'), /is in subscription 11111111/],
       [`${elsewhere}-gone`, /managed disk .*appliance-data-gone does not exist/],
+      [far.id ?? '', /far-data is in westeurope; the instance runs in eastus/],
     ];
     for (const [dataDisk, message] of cases) {
       const ctx = await validationContext(run, plan);
@@ -220,6 +222,33 @@ describe('azure driver: launchInstance for validation, against the ARM fake', ()
       .catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'INPUT', message: expect.stringMatching(/is attached to .*kiln-razv0004-xs-vm-check; detach it/) });
     expect(await undo(run.ledger, () => run.driver, { build: first.plan.buildId, log: () => undefined })).toEqual([]);
+  });
+
+  test('validateImages on azure: the instance is launched, connected to, and undone by the validation build id', async () => {
+    const { plan, run } = await built('razv0006');
+    const disk = await customerDisk();
+    const baseline = h.fake.liveResourceIds();
+    const logins = () => sshd.log().split('Accepted publickey').length;
+    const loginsBefore = logins();
+    // The "instance" is this host's sshd: its boot unit never finishes, so the wait times out at once.
+    const err = await validateImages({
+      plan,
+      driver: run.driver,
+      images: run.result.artifacts,
+      dataDisk: disk.id,
+      ledger: run.ledger,
+      paths: run.paths,
+      log: new BuildLog(undefined),
+      signal: AbortSignal.timeout(60_000),
+      connectTimeoutMs: 20_000,
+      bootTimeoutMs: 1,
+    }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'TIMEOUT', message: expect.stringMatching(/kiln-boot\.service/) });
+    expect(h.machines.started.at(-1)?.sshPublicKey).toMatch(/ kiln-validate-razv0006-azure-xs-check$/);
+    expect(logins()).toBeGreaterThan(loginsBefore);
+    expect(run.ledger.entries()).toEqual([]);
+    expect(h.fake.liveResourceIds()).toEqual(baseline);
+    expect((await (await compute()).disks.get('customer', 'appliance-data')).diskState).toBe('Unattached');
   });
 
   test('without a managed image, the gallery version replicated to the location; none there is a validation error', async () => {
