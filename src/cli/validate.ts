@@ -31,7 +31,7 @@ export function registerValidate(program: Command, out: Output): void {
     .option('-s, --size <size>', 'only this size of the manifest; required with an image id')
     .option('--definition <file>', 'the image definition (default: the manifest\'s); required with an image id')
     .option('-V, --version <version>', 'product version the image carries; required with an image id')
-    .option('--data-disk <disk>', 'attach this existing data disk instead of the image\'s own, kept and shut down cleanly (local: a disk file; aws: an EBS volume id; gcp: a persistent disk name or path)')
+    .option('--data-disk <disk>', 'attach this existing data disk instead of the image\'s own, kept and shut down cleanly (local: a disk file; aws: an EBS volume id; gcp: a persistent disk name or path; azure: a managed disk ARM id)')
     .option('--json', 'print the results as JSON')
     .option('--local-network <mode>', 'local target: open or restricted (the instance reaches only --local-forward)', 'restricted')
     .option(...localForwardOption)

@@ -3,8 +3,10 @@
  * virtual network, NSG allowing SSH from the builder only, public IP, NIC. launch: the VM from the
  * marketplace image with its OS disk and an empty data disk at the plan's LUN. stop: deallocate and
  * generalize. capture: a managed image and/or a Compute Gallery image version replicated to the
- * plan's regions. publish: Reader role assignments on the version. destroy: any ledger entry, from a
- * fresh driver too. Every create goes through the ledger; see the modules for each part.
+ * plan's regions. publish: Reader role assignments on the version. launchInstance: a customer's
+ * instance of the image for validation (validation-instance.ts), which stop shuts down. destroy: any
+ * ledger entry, from a fresh driver too. Every create goes through the ledger; see the modules for
+ * each part.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
@@ -13,7 +15,7 @@ import { SharedWork } from '../../core/shared-work.js';
 import type { BuildContext } from '../../pipeline/context.js';
 import type { LedgerEntry } from '../../pipeline/ledger.js';
 import { generateKeyPair } from '../../ssh/index.js';
-import type { Artifact, DestroyOptions, SshAccess, TaggedResource, TargetDriver } from '../target.js';
+import type { Artifact, DestroyOptions, InstanceOptions, SshAccess, TaggedResource, TargetDriver } from '../target.js';
 import { lookupPublicAddress, sshSource, type BuilderAddressLookup } from '../builder-address.js';
 import { AzureClientPool, type AzureConnectionOptions } from './clients.js';
 import { destroyEntry } from './destroy.js';
@@ -23,7 +25,8 @@ import { createNetwork, prepareGroup, publicAddress } from './network.js';
 import { shareWithReaders } from './sharing.js';
 import { listTagged } from './tagged.js';
 import { azurePlan, azureStep, mustFact, type AzureStep } from './step.js';
-import { launchVm, stopAndGeneralize } from './vm.js';
+import { isValidationInstance, launchValidationInstance, validationStep } from './validation-instance.js';
+import { launchVm, powerOff, stopAndGeneralize } from './vm.js';
 
 export interface AzureDriverOptions extends AzureConnectionOptions {
   /** This builder's public IPv4 address, when the plan has no sshCidr; default: ask ipify/AWS. */
@@ -88,10 +91,14 @@ export class AzureDriver implements TargetDriver {
   }
 
   async sshAccess(ctx: BuildContext): Promise<SshAccess> {
-    const found = { host: mustFact(ctx, 'sshHost'), port: 22, username: ctx.plan.access.sshUser };
+    return this.access(ctx, mustFact(ctx, 'sshHost'), await readFile(ctx.paths.sshKey, 'utf8'));
+  }
+
+  private access(ctx: BuildContext, host: string, privateKey: string): SshAccess {
+    const found = { host, port: 22, username: ctx.plan.access.sshUser };
     const where = this.options.sshOverride?.(found) ?? found;
     ctx.log.line('azure: ARM does not publish the VM\'s SSH host keys before the first login (boot diagnostics are not enabled); the host key is not verified, the NSG admits only this builder');
-    return { ...where, privateKey: await readFile(ctx.paths.sshKey, 'utf8'), hostKeys: [] };
+    return { ...where, privateKey, hostKeys: [] };
   }
 
   async runtimeEnv(): Promise<Record<string, string>> {
@@ -99,6 +106,10 @@ export class AzureDriver implements TargetDriver {
   }
 
   async stop(ctx: BuildContext): Promise<void> {
+    if (isValidationInstance(ctx)) {
+      await powerOff(validationStep(ctx, await this.pool.clients(azurePlan(ctx).subscriptionId)));
+      return;
+    }
     await stopAndGeneralize(await this.step(ctx));
   }
 
@@ -114,6 +125,13 @@ export class AzureDriver implements TargetDriver {
     if (image) artifacts.push(image);
     if (home) artifacts.push(...(await createVersion(s, home, { vmId, ...(image ? { imageId: image.id } : {}) }, this.options.replicationTimeoutMs)));
     return artifacts;
+  }
+
+  async launchInstance(ctx: BuildContext, images: Artifact[], options: InstanceOptions): Promise<SshAccess> {
+    const s = validationStep(ctx, await this.pool.clients(azurePlan(ctx).subscriptionId));
+    const source = await sshSource(ctx.plan.access.sshCidr, this.options.builderAddress ?? lookupPublicAddress, ctx.signal);
+    const host = await launchValidationInstance(s, images, options, source);
+    return this.access(ctx, host, options.privateKey);
   }
 
   async publish(ctx: BuildContext, captured: Artifact[]): Promise<Artifact[]> {

@@ -1,11 +1,13 @@
 /**
  * The build VM: launched from the marketplace image with a managed OS disk and an empty data disk at
  * the plan's LUN, both `deleteOption: Delete` (and the NIC too), so deleting the VM leaves no disk
- * behind; the disks are still in the ledger, recorded before the VM so undo deletes the VM first.
+ * behind; the disks it creates are still in the ledger, recorded before the VM so undo deletes the VM
+ * first. A validation instance is launched the same way from another source (its image, and the
+ * image's data disk or an attached one, which is never recorded).
  * Stopping = deallocate (a poller), then generalize (the provisioning scripts already deprovisioned
  * the guest agent), then a check of the instance view.
  */
-import type { VirtualMachine } from '@azure/arm-compute';
+import type { DataDisk, ImageReference, VirtualMachine } from '@azure/arm-compute';
 import { KilnError } from '../../core/errors.js';
 import { arm } from './errors.js';
 import { KIND } from './ids.js';
@@ -18,16 +20,40 @@ export function dataDiskLun(s: AzureStep): number {
   return lun;
 }
 
-export function vmSpec(s: AzureStep, nicId: string, publicKey: string): VirtualMachine {
+/** What a VM boots from: the image and its data disks (those without `managedDisk.id` are created with it). */
+export interface VmSource {
+  imageReference: ImageReference;
+  dataDisks: DataDisk[];
+}
+
+/** The build's source: the plan's marketplace image and an empty data disk at the plan's LUN. */
+export function baseImageSource(s: AzureStep): VmSource {
+  const { data } = s.ctx.plan.disks;
+  return {
+    imageReference: { ...s.t.baseImage },
+    dataDisks: [
+      {
+        lun: dataDiskLun(s),
+        name: s.t.names.dataDisk,
+        createOption: 'Empty',
+        diskSizeGB: data.sizeGb,
+        ...(data.type ? { managedDisk: { storageAccountType: data.type } } : {}),
+        deleteOption: 'Delete',
+      },
+    ],
+  };
+}
+
+export function vmSpec(s: AzureStep, nicId: string, publicKey: string, source: VmSource = baseImageSource(s)): VirtualMachine {
   const { t, ctx } = s;
-  const { root, data } = ctx.plan.disks;
+  const { root } = ctx.plan.disks;
   const user = ctx.plan.access.sshUser;
   return {
     location: s.location,
     tags: s.tags,
     hardwareProfile: { vmSize: t.vmSize },
     storageProfile: {
-      imageReference: { ...t.baseImage },
+      imageReference: source.imageReference,
       osDisk: {
         name: t.names.osDisk,
         createOption: 'FromImage',
@@ -36,16 +62,7 @@ export function vmSpec(s: AzureStep, nicId: string, publicKey: string): VirtualM
         ...(root.type ? { managedDisk: { storageAccountType: root.type } } : {}),
         deleteOption: 'Delete',
       },
-      dataDisks: [
-        {
-          lun: dataDiskLun(s),
-          name: t.names.dataDisk,
-          createOption: 'Empty',
-          diskSizeGB: data.sizeGb,
-          ...(data.type ? { managedDisk: { storageAccountType: data.type } } : {}),
-          deleteOption: 'Delete',
-        },
-      ],
+      dataDisks: source.dataDisks,
     },
     osProfile: {
       computerName: t.names.vm.slice(0, 64),
@@ -61,26 +78,29 @@ export function vmSpec(s: AzureStep, nicId: string, publicKey: string): VirtualM
 }
 
 /**
- * Launches the VM. The two disks' intents go into the ledger before the VM's (so undo deletes the VM,
- * which takes its disks, before it tries them), and get their ids from the VM's answer.
+ * Launches the VM. The intents of the disks it creates go into the ledger before the VM's (so undo
+ * deletes the VM, which takes its disks, before it tries them), and get their ids from the VM's
+ * answer. A disk it attaches (given by id) is not recorded: it is not the build's.
  */
-export async function launchVm(s: AzureStep, nicId: string, publicKey: string): Promise<VirtualMachine> {
+export async function launchVm(s: AzureStep, nicId: string, publicKey: string, source: VmSource = baseImageSource(s)): Promise<VirtualMachine> {
   const { t, c } = s;
   let settle!: { resolve: (vm: VirtualMachine) => void; reject: (err: unknown) => void };
   const launched = new Promise<VirtualMachine>((resolve, reject) => (settle = { resolve, reject }));
   launched.catch(() => undefined); // the failure is thrown below; the disks' intents just stay
   const diskId = (vm: VirtualMachine, lun?: number): string =>
     required(lun === undefined ? vm.storageProfile?.osDisk?.managedDisk?.id : vm.storageProfile?.dataDisks?.find((d) => d.lun === lun)?.managedDisk?.id, 'disk id');
-  const lun = dataDiskLun(s);
+  const created = source.dataDisks.filter((d) => d.createOption !== 'Attach');
   const disks = [
     s.record(KIND.disk, t.names.osDisk, async () => ({ id: diskId(await launched) }), { extra: { disk: 'os', vm: t.names.vm } }),
-    s.record(KIND.disk, t.names.dataDisk, async () => ({ id: diskId(await launched, lun) }), { extra: { disk: 'data', lun: String(lun), vm: t.names.vm } }),
+    ...created.map((d) =>
+      s.record(KIND.disk, required(d.name, `name of the data disk at LUN ${d.lun}`), async () => ({ id: diskId(await launched, d.lun) }), { extra: { disk: 'data', lun: String(d.lun), vm: t.names.vm } }),
+    ),
   ];
   // The recorder runs each create once its intent is on disk; the ledger queue keeps that order.
   const disksRecorded = Promise.allSettled(disks);
   try {
     const vm = await s.record(KIND.vm, t.names.vm, async () => {
-      const made = await arm('creating virtual machine', s.id('virtual-machine', t.names.vm), () => c.compute.virtualMachines.beginCreateOrUpdateAndWait(s.group, t.names.vm, vmSpec(s, nicId, publicKey), s.call));
+      const made = await arm('creating virtual machine', s.id('virtual-machine', t.names.vm), () => c.compute.virtualMachines.beginCreateOrUpdateAndWait(s.group, t.names.vm, vmSpec(s, nicId, publicKey, source), s.call));
       return { id: required(made.id, 'virtual machine id'), vm: made };
     });
     settle.resolve(vm.vm);
@@ -111,4 +131,19 @@ export async function stopAndGeneralize(s: AzureStep): Promise<void> {
     throw new KilnError('CLOUD', `VM ${name} is not deallocated and generalized after stop (states: ${states.join(', ') || 'none'})`, { resource: s.id('virtual-machine', name), code: 'UnexpectedVmState' });
   }
   s.log(`VM ${name} deallocated and generalized`);
+}
+
+/**
+ * Shuts the VM down through the guest (power off without skipping the shutdown), for an instance
+ * whose attached data disk outlives it; then checks that it is stopped.
+ */
+export async function powerOff(s: AzureStep): Promise<void> {
+  const name = s.t.names.vm;
+  s.log(`shutting VM ${name} down`);
+  await arm('powering off VM', s.id('virtual-machine', name), () => s.c.compute.virtualMachines.beginPowerOffAndWait(s.group, name, { ...s.call, skipShutdown: false }));
+  const states = await vmStates(s);
+  if (!states.includes('PowerState/stopped')) {
+    throw new KilnError('CLOUD', `VM ${name} is not stopped after power off (states: ${states.join(', ') || 'none'})`, { resource: s.id('virtual-machine', name), code: 'UnexpectedVmState' });
+  }
+  s.log(`VM ${name} shut down`);
 }

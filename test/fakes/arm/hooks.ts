@@ -49,6 +49,7 @@ export const ARM_STEPS = [
   'vm.powerOff',
   'vm.deallocate',
   'vm.delete',
+  'disk.create',
   'disk.delete',
   'image.create',
   'image.delete',

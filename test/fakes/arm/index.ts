@@ -21,10 +21,14 @@
  *    (InUseSubnetCannotBeDeleted, InUseNetworkSecurityGroupCannotBeDeleted, PublicIPAddressInUse,
  *    NicInUse).
  *  - Compute: VMs (size, marketplace/managed-image/gallery image, OS + data disks with
- *    storageAccountType/size/deleteOption, admin user + SSH key rules, NICs with deleteOption, tags),
- *    get with instanceView (PowerState/*, OSState/generalized), powerOff, deallocate, start,
- *    generalize (only when stopped/deallocated), delete; managed disks get/list/delete (implicit
- *    disks, untagged, managedBy, diskState); images from a generalized VM (snapshots of every disk);
+ *    storageAccountType/size/deleteOption, existing disks attached (createOption Attach: 409
+ *    ConflictingUserInput when attached elsewhere), an image's data disks that must all be listed
+ *    FromImage once any data disk is (400 InvalidParameter), admin user + SSH key rules, NICs with
+ *    deleteOption, tags), get with instanceView (PowerState/*, OSState/generalized), powerOff,
+ *    deallocate, start, generalize (only when stopped/deallocated), delete; managed disks
+ *    create (Empty, or FromImage of a managed image or gallery version, OS disk or data disk by lun)
+ *    /get/list/delete (implicit disks untagged, managedBy, diskState); images from a generalized VM
+ *    or from managed disks (snapshots of every disk);
  *    galleries, image definitions, image versions from a managed image or a VM, replicated per
  *    target region over time (`$expand=ReplicationStatus`), nested-resource delete protection.
  *  - Machines: every disk/VM side effect goes through a `MachineBackend` (NullMachines by default;
@@ -42,8 +46,9 @@
  * What it leaves out
  *  - Authentication beyond "a bearer token is there" (no AAD/MSAL endpoints; tests use a static
  *    TokenCredential), RBAC, policies, locks, quotas, subscriptions other than one, locations list.
- *  - PATCH updates (501 NotImplementedInFake), disk/snapshot PUTs, images from a storageProfile,
- *    VM resize/restart/reimage/capture/runCommand/extensions, attach of existing disks, VM scale sets,
+ *  - PATCH updates (501 NotImplementedInFake), snapshot PUTs, disks copied, imported or uploaded,
+ *    images from snapshots or blobs, VM resize/restart/reimage/capture/runCommand/extensions,
+ *    attaching or detaching disks on an existing VM, VM scale sets,
  *    availability sets, zones, boot diagnostics, userData, spot.
  *  - Paging (every list is one page), ETags/If-Match, `x-ms-ratelimit-*` headers, long
  *    Retry-After on LROs (off by default so `updateIntervalInMs` rules), NIC reservations after

@@ -1,21 +1,25 @@
 /**
  * Microsoft.Compute/disks and Microsoft.Compute/images.
  *
- * Disks exist only as the OS and data disks a VM creates (a disk PUT is not modelled). They carry
- * no tags (Azure does not copy a VM's tags to its implicit disks), `managedBy` names the VM, and
- * `diskState` is Attached, Reserved (VM deallocated) or Unattached. Deleting an attached disk is
- * 409 OperationNotAllowed.
+ * Disks are the OS and data disks a VM creates (untagged: Azure does not copy a VM's tags to its
+ * implicit disks) or disks made on their own (disk-create.ts). `managedBy` names the VM a disk is
+ * attached to, and `diskState` is Attached, Reserved (VM deallocated) or Unattached. Deleting an
+ * attached disk is 409 OperationNotAllowed.
  *
- * Images are created from `sourceVirtualMachine` only. The VM must be generalized (409
- * OperationNotAllowed otherwise) and in the image's region; after the `image.create` step every
- * disk of the VM is snapshotted through the backend (`snapshotDisk`), OS first, then data disks
- * by lun. Deleting an image deletes its snapshots.
+ * Images are created from `sourceVirtualMachine`, or from a `storageProfile` of managed disks (an
+ * OS disk with osType and osState, data disks by lun; snapshots and blobs answer 501). A source VM
+ * must be generalized (409 OperationNotAllowed otherwise); VM and disks must be in the image's
+ * region. After the `image.create` step every source disk is snapshotted through the backend
+ * (`snapshotDisk`), OS first, then data disks by lun. Deleting an image deletes its snapshots.
  */
 import { randomUUID } from 'node:crypto';
 import { armErrors } from '../errors.js';
 import {
+  arr,
   backendError,
   newRecord,
+  num,
+  obj,
   props,
   refId,
   requireLocation,
@@ -26,9 +30,12 @@ import {
   trackedJson,
   type Core,
   type Json,
+  type RequestContext,
   type ResourceKind,
+  type ResourceRef,
 } from '../kinds.js';
 import type { ResourceRecord } from '../state.js';
+import { putDisk } from './disk-create.js';
 import {
   C,
   COMPUTE_API_VERSIONS,
@@ -52,9 +59,7 @@ export function diskKinds(core: Core): ResourceKind[] {
       (json.properties as Json).diskState = !vm ? 'Unattached' : vm.internal.power === 'deallocated' ? 'Reserved' : 'Attached';
       return json;
     },
-    put: () => {
-      throw armErrors.notImplemented('creating disks directly (only the disks a VM creates exist)');
-    },
+    put: (ctx, ref) => putDisk(core, disk, ctx, ref),
     delete: (ctx, rec) => {
       if (rec.managedBy && core.state.get(rec.managedBy)) {
         throw armErrors.operationNotAllowed(`Disk ${rec.name} is attached to VM ${rec.managedBy}.`);
@@ -97,15 +102,16 @@ export function diskKinds(core: Core): ResourceKind[] {
       const sourceId = refId(p.sourceVirtualMachine);
       const existing = core.state.get<ImageInternal>(ref.id);
       if (existing) {
-        if (!sameId(sourceId, refId(existing.properties.sourceVirtualMachine))) {
+        const before = refId(existing.properties.sourceVirtualMachine);
+        if ((sourceId ?? before) !== undefined && !sameId(sourceId, before)) {
           throw armErrors.conflict("Changing property 'sourceVirtualMachine' is not allowed.", 'PropertyChangeNotAllowed');
         }
         existing.tags = tagsOf(ctx.body);
         return { status: 200, body: trackedJson(existing) };
       }
       if (!sourceId) {
-        if (p.storageProfile) throw armErrors.notImplemented('images from a storageProfile (disks, snapshots or blobs)');
-        throw armErrors.invalidParameter('Either sourceVirtualMachine or storageProfile is required.', 'sourceVirtualMachine');
+        if (!p.storageProfile) throw armErrors.invalidParameter('Either sourceVirtualMachine or storageProfile is required.', 'sourceVirtualMachine');
+        return imageFromDisks(core, ctx, ref, location);
       }
       const vm = core.state.get<VmInternal>(sourceId);
       if (!vm || vm.type !== C.vm) throw armErrors.invalidParameter(`Source virtual machine '${sourceId}' was not found.`, 'sourceVirtualMachine');
@@ -113,8 +119,7 @@ export function diskKinds(core: Core): ResourceKind[] {
       if (!vm.internal.generalized) {
         throw armErrors.operationNotAllowed(`Operation 'createImage' is not allowed on VM '${vm.name}' since the VM is not generalized.`);
       }
-      const hyperVGeneration = str(p.hyperVGeneration) ?? 'V1';
-      if (hyperVGeneration !== 'V1' && hyperVGeneration !== 'V2') throw armErrors.invalidParameter(`hyperVGeneration '${hyperVGeneration}' is not valid.`, 'hyperVGeneration');
+      const hyperVGeneration = generationOf(p);
       const disks = vmDisks(core, vm);
       const [os, ...data] = disks;
       const entry = (d: ResourceRecord<DiskInternal>): Json => ({
@@ -138,20 +143,7 @@ export function diskKinds(core: Core): ResourceKind[] {
           provisioningState: 'Creating',
         },
       });
-      core.state.put(rec);
-      return startLro(core, ctx, rec, {
-        step: 'image.create',
-        status: 201,
-        body: trackedJson(rec),
-        work: async () => {
-          await core.steps.wait('image.create', { resourceId: rec.id });
-          rec.internal.captured = await capture(core, vm, rec.internal.snapshots);
-          rec.properties.provisioningState = 'Succeeded';
-        },
-        onFailure: () => {
-          rec.properties.provisioningState = 'Failed';
-        },
-      });
+      return startImageCreate(core, ctx, rec, (taken) => capture(core, vm, taken));
     },
     delete: (ctx, rec) => {
       const img = rec as ResourceRecord<ImageInternal>;
@@ -173,6 +165,75 @@ export function diskKinds(core: Core): ResourceKind[] {
   return [disk, image];
 }
 
+function generationOf(p: Json): 'V1' | 'V2' {
+  const hyperVGeneration = str(p.hyperVGeneration) ?? 'V1';
+  if (hyperVGeneration !== 'V1' && hyperVGeneration !== 'V2') throw armErrors.invalidParameter(`hyperVGeneration '${hyperVGeneration}' is not valid.`, 'hyperVGeneration');
+  return hyperVGeneration;
+}
+
+/** An image from managed disks (`storageProfile.osDisk.managedDisk`, `dataDisks[].managedDisk`). */
+function imageFromDisks(core: Core, ctx: RequestContext, ref: ResourceRef, location: string) {
+  const p = props(ctx.body);
+  const sp = obj(p.storageProfile);
+  const os = obj(sp.osDisk);
+  const osState = str(os.osState);
+  if (str(os.osType)?.toLowerCase() !== 'linux' && str(os.osType)?.toLowerCase() !== 'windows') {
+    throw armErrors.invalidParameter("Required parameter 'osDisk.osType' is missing or not Linux or Windows.", 'storageProfile.osDisk.osType');
+  }
+  if (osState !== 'Generalized' && osState !== 'Specialized') {
+    throw armErrors.invalidParameter("Required parameter 'osDisk.osState' is missing or not Generalized or Specialized.", 'storageProfile.osDisk.osState');
+  }
+  const sourceDisk = (spec: Json, target: string): ResourceRecord<DiskInternal> => {
+    if (refId(spec.snapshot) || str(spec.blobUri)) throw armErrors.notImplemented('images from snapshots or blobs');
+    const id = refId(spec.managedDisk);
+    const disk = core.state.get<DiskInternal>(id);
+    if (!id || !disk || disk.type !== C.disk || !disk.internal.created) throw armErrors.invalidParameter(`Source managed disk '${id ?? ''}' was not found.`, target);
+    if (disk.location !== location) throw armErrors.invalidParameter(`Source managed disk '${id}' must be in the same region as the image.`, target);
+    return disk;
+  };
+  const sources: { disk: ResourceRecord<DiskInternal>; lun?: number }[] = [{ disk: sourceDisk(os, 'storageProfile.osDisk.managedDisk') }];
+  for (const d of arr(sp.dataDisks)) {
+    const lun = num(d.lun);
+    if (lun === undefined || !Number.isInteger(lun) || lun < 0 || lun > 63) throw armErrors.invalidParameter(`Data disk lun '${String(d.lun)}' is not valid.`, 'storageProfile.dataDisks.lun');
+    sources.push({ disk: sourceDisk(d, 'storageProfile.dataDisks.managedDisk'), lun });
+  }
+  const entry = (d: ResourceRecord<DiskInternal>): Json => ({ diskSizeGB: d.internal.sizeGb, managedDisk: { id: d.id }, storageAccountType: String(d.sku?.name ?? 'Standard_LRS') });
+  const rec = newRecord<ImageInternal>(ref, {
+    location,
+    tags: tagsOf(ctx.body),
+    tracked: true,
+    internal: { snapshots: [] },
+    properties: {
+      storageProfile: {
+        osDisk: { osType: str(os.osType), osState, caching: 'ReadWrite', ...entry(sources[0]?.disk as ResourceRecord<DiskInternal>) },
+        dataDisks: sources.slice(1).map((x) => ({ lun: x.lun, caching: 'None', ...entry(x.disk) })),
+        zoneResilient: false,
+      },
+      hyperVGeneration: generationOf(p),
+      provisioningState: 'Creating',
+    },
+  });
+  return startImageCreate(core, ctx, rec, (taken) => snapshotAll(core, sources, taken));
+}
+
+/** Stores a new image and starts its creation: after the `image.create` step, `snapshot` takes its disks. */
+function startImageCreate(core: Core, ctx: RequestContext, rec: ResourceRecord<ImageInternal>, snapshot: (taken: string[]) => Promise<CapturedImage>) {
+  core.state.put(rec);
+  return startLro(core, ctx, rec, {
+    step: 'image.create',
+    status: 201,
+    body: trackedJson(rec),
+    work: async () => {
+      await core.steps.wait('image.create', { resourceId: rec.id });
+      rec.internal.captured = await snapshot(rec.internal.snapshots);
+      rec.properties.provisioningState = 'Succeeded';
+    },
+    onFailure: () => {
+      rec.properties.provisioningState = 'Failed';
+    },
+  });
+}
+
 /** The VM's disk records: OS first, then data disks by lun. */
 export function vmDisks(core: Core, vm: ResourceRecord<VmInternal>): ResourceRecord<DiskInternal>[] {
   return [...vm.internal.disks]
@@ -191,13 +252,22 @@ function lunOf(vm: ResourceRecord<VmInternal>, diskId: string): number {
  */
 export async function capture(core: Core, vm: ResourceRecord<VmInternal>, taken: string[]): Promise<CapturedImage> {
   if (!core.state.isLive(vm)) throw armErrors.invalidParameter(`Source virtual machine '${vm.id}' was deleted.`, 'sourceVirtualMachine');
+  const disks = vmDisks(core, vm).map((disk) => {
+    const lun = vm.internal.disks.find((d) => sameId(d.id, disk.id))?.lun;
+    return lun === undefined ? { disk } : { disk, lun };
+  });
+  return snapshotAll(core, disks, taken);
+}
+
+/** Snapshots each disk (the one without a lun is the OS disk); ids go to `taken` as they are made. */
+async function snapshotAll(core: Core, disks: { disk: ResourceRecord<DiskInternal>; lun?: number }[], taken: string[]): Promise<CapturedImage> {
   const out: CapturedImage = { os: { snapshotId: '', sizeGb: 0 }, data: [] };
-  for (const disk of vmDisks(core, vm)) {
+  for (const { disk, lun } of disks) {
+    if (!core.state.isLive(disk)) throw armErrors.invalidParameter(`Source managed disk '${disk.id}' was deleted.`, 'storageProfile');
     const snapshotId = `snap-${randomUUID()}`;
     await core.machines.snapshotDisk(disk.internal.backendId, snapshotId).catch((e: unknown) => Promise.reject(backendError(e)));
     taken.push(snapshotId);
     const entry = { snapshotId, sizeGb: disk.internal.sizeGb };
-    const lun = vm.internal.disks.find((d) => sameId(d.id, disk.id))?.lun;
     if (lun === undefined) out.os = entry;
     else out.data.push({ lun, ...entry });
   }

@@ -1,10 +1,11 @@
 /**
- * Microsoft.Compute/virtualMachines: create (with implicit managed OS and data disks), tags-only
- * update, get (with `$expand=instanceView`), delete honouring each disk's and NIC's
- * `deleteOption`. Power actions and the instance view live in vm-actions.ts.
+ * Microsoft.Compute/virtualMachines: create (with implicit managed OS and data disks, and existing
+ * disks attached; see vm-spec.ts for the data disk rules), tags-only update, get (with
+ * `$expand=instanceView`), delete honouring each disk's and NIC's `deleteOption` (a detached disk
+ * stays, unattached). Power actions and the instance view live in vm-actions.ts.
  *
  * Create answers 201 `provisioningState: Creating` with `Azure-AsyncOperation`; after the
- * `vm.create` step the backend creates the OS disk (from the image's snapshot) and the data disks,
+ * `vm.create` step the backend creates the OS disk (from the image's snapshot) and the new data disks,
  * then starts the machine with the admin user, its first SSH key and the public IP's loopback
  * address (a fresh loopback address when the primary NIC has no public IP); the VM is then
  * `Succeeded` and `PowerState/running`. Operations on one VM run in order (a delete sent while the
@@ -45,7 +46,7 @@ import {
 import { vmUsingNic } from './interfaces.js';
 import { T, ipConfigs } from './network.js';
 import { instanceView, vmActions } from './vm-actions.js';
-import { adminAccount, deleteOptionOf, imageKey, planDisk, type PlannedDisk } from './vm-spec.js';
+import { adminAccount, deleteOptionOf, imageKey, planDataDisks, planDisk, type PlannedDisk } from './vm-spec.js';
 
 type Vm = ResourceRecord<VmInternal>;
 
@@ -75,6 +76,7 @@ export function vmKind(core: Core): ResourceKind {
       await enqueue(vm, async () => {
         if (vm.internal.machineExists) await core.machines.destroyMachine(vm.internal.machineId);
         vm.internal.machineExists = false;
+        for (const d of vm.internal.disks) if (d.deleteOption === 'Detach') delete core.state.get(d.id)?.managedBy;
       });
     },
   };
@@ -107,33 +109,8 @@ function create(core: Core, kind: ResourceKind, ctx: RequestContext, ref: Resour
     planDisk(osDisk, str(osDisk.name) ?? `${ref.name}_OsDisk_1_${suffix()}`, osSize, image.captured.os.snapshotId),
   ];
 
-  // data disks: Empty, or FromImage for the image's data disks (added when not listed, as Azure does)
-  const luns = new Set<number>();
-  for (const d of arr(sp.dataDisks)) {
-    const lun = num(d.lun);
-    if (lun === undefined || !Number.isInteger(lun) || lun < 0 || lun > 63 || luns.has(lun)) {
-      throw armErrors.invalidParameter(`Data disk lun '${String(d.lun)}' is missing, out of range or used twice.`, 'dataDisks.lun');
-    }
-    luns.add(lun);
-    const option = (str(d.createOption) ?? '').toLowerCase();
-    const fromImage = image.captured.data.find((x) => x.lun === lun);
-    const name = str(d.name) ?? `${ref.name}_disk${lun + 2}_${suffix()}`;
-    if (option === 'empty') {
-      const size = num(d.diskSizeGB);
-      if (size === undefined || size < 1 || size > 32767) {
-        throw armErrors.invalidParameter(`Data disk at lun ${lun} with createOption Empty needs diskSizeGB between 1 and 32767.`, 'dataDisks.diskSizeGB');
-      }
-      disks.push(planDisk(d, name, size, undefined, lun));
-    } else if (option === 'fromimage') {
-      if (!fromImage) throw armErrors.invalidParameter(`The image has no data disk at lun ${lun}.`, 'dataDisks.lun');
-      disks.push(planDisk(d, name, Math.max(num(d.diskSizeGB) ?? 0, fromImage.sizeGb), fromImage.snapshotId, lun));
-    } else {
-      throw armErrors.notImplemented(`dataDisks createOption '${String(d.createOption)}'`);
-    }
-  }
-  for (const d of image.captured.data.filter((x) => !luns.has(x.lun))) {
-    disks.push(planDisk({ createOption: 'FromImage' }, `${ref.name}_disk${d.lun + 2}_${suffix()}`, d.sizeGb, d.snapshotId, d.lun));
-  }
+  // data disks: Empty, FromImage or Attach; the image's own come along when none is listed
+  disks.push(...planDataDisks(core, arr(sp.dataDisks), image.captured, { id: ref.id, name: ref.name, location }, suffix));
 
   // admin user and key
   const osProfile = obj(p.osProfile);
@@ -155,8 +132,8 @@ function create(core: Core, kind: ResourceKind, ctx: RequestContext, ref: Resour
   const pipId = str(obj(props(ipConfigs(primaryNic as ResourceRecord)[0] ?? {}).publicIPAddress).id);
   const address = str(core.state.get(pipId)?.properties.ipAddress) ?? core.addresses.allocate();
 
-  // disk records (their names must be free: ARM only attaches existing disks)
-  for (const d of disks) {
+  // disk records (the names of new disks must be free: ARM only attaches existing disks)
+  for (const d of disks.filter((x) => !x.existing)) {
     const id = core.state.resourceId(ref.resourceGroup, C.disk, [d.name]);
     if (core.state.get(id)) {
       throw armErrors.conflict(`Disk ${d.name} already exists in resource group ${ref.resourceGroup.toUpperCase()}. Only CreateOption.Attach is supported.`);
@@ -164,6 +141,7 @@ function create(core: Core, kind: ResourceKind, ctx: RequestContext, ref: Resour
   }
   const vmId = randomUUID();
   const diskRecords = disks.map((d) => {
+    if (d.existing) return { plan: d, rec: d.existing };
     const id = core.state.resourceId(ref.resourceGroup, C.disk, [d.name]);
     const uniqueId = randomUUID();
     const internal: DiskInternal = { backendId: `disk-${uniqueId}`, sizeGb: d.sizeGb, created: false };
@@ -198,7 +176,7 @@ function create(core: Core, kind: ResourceKind, ctx: RequestContext, ref: Resour
   const diskJson = ({ plan, rec }: (typeof diskRecords)[number]): Json => ({
     ...(plan.lun === undefined ? { osType: 'Linux' } : { lun: plan.lun }),
     name: plan.name,
-    createOption: plan.snapshot ? 'FromImage' : 'Empty',
+    createOption: plan.existing ? 'Attach' : plan.snapshot ? 'FromImage' : 'Empty',
     caching: plan.lun === undefined ? 'ReadWrite' : 'None',
     managedDisk: { id: rec.id, storageAccountType: plan.storageAccountType },
     deleteOption: plan.deleteOption,
@@ -253,7 +231,10 @@ function create(core: Core, kind: ResourceKind, ctx: RequestContext, ref: Resour
       timeCreated: new Date().toISOString(),
     },
   });
-  for (const d of diskRecords) core.state.put(d.rec);
+  for (const d of diskRecords) {
+    if (d.plan.existing) d.rec.managedBy = ref.id;
+    else core.state.put(d.rec);
+  }
   core.state.put(vm);
 
   return startLro(core, ctx, vm, {
@@ -265,6 +246,7 @@ function create(core: Core, kind: ResourceKind, ctx: RequestContext, ref: Resour
         await core.steps.wait('vm.create', { resourceId: vm.id });
         for (const { rec } of diskRecords) {
           if (!core.state.isLive(vm) || !core.state.isLive(rec)) throw gone(vm.id);
+          if (rec.internal.created) continue; // an attached disk
           await core.machines.createDisk(rec.internal.backendId, rec.internal.sizeGb, rec.internal.fromSnapshot).catch((e: unknown) => {
             throw backendError(e);
           });
