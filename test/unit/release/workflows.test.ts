@@ -177,7 +177,7 @@ describe('GitHub Actions workflows', () => {
     const problems: string[] = [];
     const seen = new Set<string>();
     for (const path of [NIGHTLY, RELEASE]) {
-      const { text, workflow } = load(path);
+      const { workflow } = load(path);
       const calls = kilnCalls(runs(workflow));
       expect(calls.length, path).toBeGreaterThan(1);
       for (const call of await Promise.all(calls.map(resolveCall))) {
