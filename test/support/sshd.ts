@@ -7,7 +7,7 @@
  * (as a network failure would); `restart()` starts again on the same port with the same host key.
  */
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, connect as tcpConnect } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import { join } from 'node:path';
@@ -72,7 +72,11 @@ export async function startSshd(options: TestSshdOptions = {}): Promise<TestSshd
   execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', 'kiln-test-host', '-f', hostKeyPath]);
   const hostPublicKey = readFileSync(`${hostKeyPath}.pub`, 'utf8').trim();
   const authorizedKeysPath = join(dir, 'authorized_keys');
-  const authorize = (keys: string[]): void => writeFileSync(authorizedKeysPath, keys.map((k) => `${k}\n`).join(''), { mode: 0o600 });
+  // Written aside and renamed into place: sshd may be reading the file for a login at that moment.
+  const authorize = (keys: string[]): void => {
+    writeFileSync(`${authorizedKeysPath}.new`, keys.map((k) => `${k}\n`).join(''), { mode: 0o600 });
+    renameSync(`${authorizedKeysPath}.new`, authorizedKeysPath);
+  };
   authorize(options.authorizedKeys ?? []);
 
   const port = options.port ?? (await freePort());
