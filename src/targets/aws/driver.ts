@@ -25,7 +25,7 @@ import { destroyEntry } from './destroy.js';
 import { loggedHostKeys } from './hostkeys.js';
 import { createImage, imageSnapshots, waitAvailable } from './image.js';
 import { DEFAULT_DATA_DEVICE, ebsVolume, stopInstance } from './instance.js';
-import { buildLaunchToken, launchRecorded, publicAddress } from './launch.js';
+import { launchToken, launchRecorded, publicAddress } from './launch.js';
 import { listTaggedIn } from './tagged.js';
 import { createTemporaryAccess } from './temporary-access.js';
 import { launchValidationInstance } from './validation-instance.js';
@@ -137,7 +137,7 @@ export class AwsDriver implements TargetDriver {
         { device: rootDevice, purpose: 'root' },
         { device: dataDevice, purpose: 'data' },
       ],
-      { token: buildLaunchToken(ctx), runningMs: this.timeouts.runningMs },
+      { token: launchToken(ctx), runningMs: this.timeouts.runningMs },
     );
     const dataVolumeId = instance.volumes[dataDevice] ?? '';
     await ctx.state.setFacts({ sshHost: publicAddress(instance, t.region), dataVolumeId });

@@ -62,21 +62,12 @@ export async function launchRecorded(
 }
 
 /**
- * The build launch's ClientToken: deterministic per build and attempt. A launch retried after its
- * intent was recorded (and its answer lost) reuses the intent's token, so EC2 returns that same
- * instance.
+ * A launch's ClientToken: a pending intent's (a launch retried after its answer was lost gets that
+ * same instance back from EC2), else a fresh one. Never a count of the build's launches: undo
+ * removes their entries (an `--on-error ask` retry, each validation), so a count would repeat, and
+ * EC2 would answer a repeated token with the instance it just terminated.
  */
-export function buildLaunchToken(ctx: BuildContext): string {
-  const instances = ctx.resources.list('instance');
-  return pendingToken(ctx) ?? clientToken('kiln', ctx.plan.buildId, 'launch', String(instances.length + 1));
-}
-
-/**
- * A validation launch's ClientToken: a pending intent's, else a fresh one. Its ledger entries are
- * gone after each validation, so a count would repeat, and EC2 would answer a repeated token with
- * the instance the last validation terminated.
- */
-export function freshLaunchToken(ctx: BuildContext): string {
+export function launchToken(ctx: BuildContext): string {
   return pendingToken(ctx) ?? clientToken('kiln', ctx.plan.buildId, 'launch', randomBytes(4).toString('hex'));
 }
 

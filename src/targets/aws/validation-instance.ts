@@ -23,7 +23,7 @@ import type { CallScope, Ec2Api } from './clients.js';
 import { loggedHostKeys } from './hostkeys.js';
 import { describeImage } from './image.js';
 import { DEFAULT_DATA_DEVICE, noDevice } from './instance.js';
-import { freshLaunchToken, launchRecorded, publicAddress, type LaunchedVolume } from './launch.js';
+import { launchToken, launchRecorded, publicAddress, type LaunchedVolume } from './launch.js';
 import { createTemporaryAccess } from './temporary-access.js';
 
 export interface ValidationEnvironment {
@@ -65,7 +65,7 @@ export async function launchValidationInstance(api: Ec2Api, ctx: BuildContext, i
       tags: buildTags(ctx),
     },
     made,
-    { token: freshLaunchToken(ctx), runningMs: env.timeouts.runningMs },
+    { token: launchToken(ctx), runningMs: env.timeouts.runningMs },
   );
   const host = publicAddress(running, t.region);
   await ctx.state.setFacts({ sshHost: host });

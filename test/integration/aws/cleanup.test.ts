@@ -137,7 +137,7 @@ describe('cleanup from a fresh driver', () => {
       if (r.kind !== 'security-group') expect(Date.parse(r.createdAt ?? '')).toBeGreaterThan(Date.now() - 60_000);
     }
     expect(found.find((r) => r.kind === 'key-pair')).toMatchObject({ name: aws(plan).names.keyPair, region: REGION });
-    expect(found.find((r) => r.kind === 'instance')?.extra?.clientToken).toBe(`kiln-${plan.buildId}-launch-1`);
+    expect(found.find((r) => r.kind === 'instance')?.extra?.clientToken).toMatch(new RegExp(`^kiln-${plan.buildId}-launch-[0-9a-f]{8}$`));
     expect(new Set(found.filter((r) => r.kind === 'image').map((r) => r.region))).toEqual(new Set(ALL_REGIONS));
 
     // Another machine's sweep: no local ledgers, only the tags.
