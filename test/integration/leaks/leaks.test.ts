@@ -8,10 +8,10 @@
  *   shared, temporaries not yet deleted), then `kiln cleanup`: a fresh driver, given only the ledger
  *   file the dead process left, undoes it. The child freezes right after printing the boundary's
  *   line (see child.ts), so the kill lands exactly there, whatever the machine's speed.
- * - SIGKILL in the middle of create calls (the clouds): the fake, on receiving the call, kills the child and only
- *   then serves it, so the resource exists and the ledger holds only its intent. On GCE the call's
- *   operation is also held until cleanup's first request: a delete by name that does not wait for
- *   operations in flight on the name would find nothing, and the insert would then leak.
+ * - SIGKILL in the middle of create calls (the clouds): the fake, on receiving the call, kills the
+ *   child and only then serves it, so the resource exists and the ledger holds only its intent. On
+ *   GCE the call's operation is also held until cleanup's first request: a delete by name that does
+ *   not wait for operations in flight on the name would find nothing, and the insert would then leak.
  * - SIGINT at the same points, and no cleanup command: kiln undoes by itself (with a deadline of
  *   its own) and exits 130.
  *
