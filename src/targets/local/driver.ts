@@ -19,7 +19,7 @@ import { defaultCpu } from './qemu-args.js';
 import { buildBaseImage } from './base/build.js';
 import { describeBaseImage } from './base/describe.js';
 import { exportDisk, type ExportFormat, type ExportOutputs } from './capture.js';
-import { createBlankDisk, createOverlay, launchVm, type GuestForward, type VmHandle } from './qemu.js';
+import { createBlankDisk, createOverlay, launchVm, removeVmFiles, type GuestForward, type VmHandle } from './qemu.js';
 import { QmpClient } from './qmp.js';
 import { createSeedIso } from './seed.js';
 import { launchLocalInstance } from './instance.js';
@@ -38,6 +38,17 @@ export interface LocalDriverOptions {
   network?: 'open' | 'restricted';
   /** Resolves a base image path given relative to the definition. */
   definitionDir?: string;
+  /**
+   * How long stop waits for the guest to power off before QEMU is told to quit (a guest still
+   * booting ignores the power button); default 5 min. Tests whose guest never boots set seconds.
+   */
+  stopTimeoutMs?: number;
+  /**
+   * Test seam: where to SSH instead of the guest's forwarded port, with which key and host key, for
+   * tests that stand a loopback sshd in for a guest that never boots (QEMU still runs, on a blank
+   * base image). Never set in production.
+   */
+  sshOverride?: (found: SshAccess) => SshAccess;
 }
 
 const STOP_TIMEOUT_MS = 5 * 60_000;
@@ -108,20 +119,21 @@ export class LocalDriver implements TargetDriver {
         onConsoleLine: (line) => ctx.log.line(`console| ${line}`),
       });
       this.vms.set(ctx.plan.buildId, handle);
-      return { id: String(handle.pid), extra: { qmpSocket: handle.qmpSocket, vmName: t.names.vm }, handle };
+      return { id: String(handle.pid), extra: { qmpSocket: handle.qmpSocket, pidFile: handle.pidFile, vmName: t.names.vm }, handle };
     });
     await ctx.state.setFacts({ sshHost: vm.handle.sshAddress.host, sshPort: String(vm.handle.sshAddress.port) });
     ctx.log.line(`local: VM ${t.names.vm} (pid ${vm.id}) started; SSH forwarded on ${vm.handle.sshAddress.host}:${vm.handle.sshAddress.port}`);
   }
 
   async sshAccess(ctx: BuildContext): Promise<SshAccess> {
-    return {
+    const found: SshAccess = {
       host: mustFact(ctx, 'sshHost'),
       port: Number(mustFact(ctx, 'sshPort')),
       username: ctx.plan.access.sshUser,
       privateKey: await readFile(ctx.paths.sshKey, 'utf8'),
       hostKeys: [mustFact(ctx, 'hostPublicKey')],
     };
+    return this.options.sshOverride?.(found) ?? found;
   }
 
   async runtimeEnv(): Promise<Record<string, string>> {
@@ -132,10 +144,10 @@ export class LocalDriver implements TargetDriver {
     const entry = ctx.resources.one('vm');
     const handle = this.vms.get(ctx.plan.buildId);
     if (handle) {
-      const result = await handle.shutdown({ timeoutMs: STOP_TIMEOUT_MS });
+      const result = await handle.shutdown({ timeoutMs: this.stopTimeoutMs });
       ctx.log.line(`local: VM stopped (${result.how})`);
     } else {
-      await powerOffByLedger(entry, ctx.log.line);
+      await powerOffByLedger(entry, this.stopTimeoutMs, ctx.log.line);
     }
     this.vms.delete(ctx.plan.buildId);
     await ctx.resources.forget(entry);
@@ -185,6 +197,10 @@ export class LocalDriver implements TargetDriver {
       return;
     }
     throw new KilnError('INTERNAL', `the local target cannot delete a ${entry.kind}`);
+  }
+
+  private get stopTimeoutMs(): number {
+    return this.options.stopTimeoutMs ?? STOP_TIMEOUT_MS;
   }
 
   private basePath(path: string): string {
@@ -238,7 +254,7 @@ async function isOurVm(pid: number, vmName: string): Promise<boolean> {
   }
 }
 
-async function powerOffByLedger(entry: LedgerEntry, log: (line: string) => void): Promise<void> {
+async function powerOffByLedger(entry: LedgerEntry, timeoutMs: number, log: (line: string) => void): Promise<void> {
   const pid = Number(entry.id);
   const vmName = entry.extra?.vmName ?? entry.name;
   if (!(await isOurVm(pid, vmName))) return;
@@ -248,7 +264,7 @@ async function powerOffByLedger(entry: LedgerEntry, log: (line: string) => void)
   } finally {
     qmp.close();
   }
-  await waitFor(async () => ((await isOurVm(pid, vmName)) ? notYet('running') : done(true)), { what: `VM ${vmName} to power off`, timeoutMs: STOP_TIMEOUT_MS });
+  await waitFor(async () => ((await isOurVm(pid, vmName)) ? notYet('running') : done(true)), { what: `VM ${vmName} to power off`, timeoutMs });
   log(`local: VM ${vmName} powered off`);
 }
 
@@ -265,6 +281,8 @@ async function killRecordedVm(entry: LedgerEntry, options: DestroyOptions): Prom
     process.kill(pid, 'SIGKILL');
     await waitFor(async () => ((await isOurVm(pid, vmName)) ? notYet('running') : done(true)), { what: `QEMU ${pid} to exit`, timeoutMs: 30_000, signal: options.signal });
   }
+  // A killed QEMU leaves its pid file and socket (kiln, killed too, did not remove them).
+  if (entry.extra?.qmpSocket) await removeVmFiles({ qmpSocket: entry.extra.qmpSocket, pidFile: entry.extra.pidFile });
 }
 
 async function qemuPidsNamed(vmName: string): Promise<number[]> {

@@ -76,7 +76,7 @@ export async function launchLocalInstance(
       serialLogPath: ctx.paths.console,
       onConsoleLine: (line) => ctx.log.line(`console| ${line}`),
     });
-    return { id: String(handle.pid), extra: { qmpSocket: handle.qmpSocket, vmName }, handle };
+    return { id: String(handle.pid), extra: { qmpSocket: handle.qmpSocket, pidFile: handle.pidFile, vmName }, handle };
   });
   ctx.log.line(`local: instance ${vmName} (pid ${vm.id}) booting from ${rootImage} with data disk ${data}`);
   return { access: { ...vm.handle.sshAddress, username: ctx.plan.access.sshUser, privateKey: options.privateKey, hostKeys: [hostKey.publicKey] }, vm: vm.handle };

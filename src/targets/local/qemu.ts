@@ -70,6 +70,8 @@ export interface VmHandle {
 }
 
 const QUIT_GRACE_MS = 10_000;
+/** A QMP socket whose path in the work dir would be too long for a unix socket goes in a temp dir named so. */
+const PRIVATE_SOCKET_DIR_PREFIX = 'kiln-qmp-';
 const MAX_UNIX_SOCKET_PATH = 100;
 const STDERR_TAIL_CHARS = 2000;
 
@@ -84,7 +86,7 @@ export async function launchVm(options: LaunchVmOptions): Promise<VmHandle> {
     ...(options.dataDisks ?? []).map((d) => imageInfo(d.path)),
   ]);
   if (!root) throw new KilnError('INTERNAL', 'root disk info missing');
-  const socketDir = path.join(options.workDir, 'qmp.sock').length < MAX_UNIX_SOCKET_PATH ? undefined : await mkdtemp(path.join(os.tmpdir(), 'kiln-qmp-'));
+  const socketDir = path.join(options.workDir, 'qmp.sock').length < MAX_UNIX_SOCKET_PATH ? undefined : await mkdtemp(path.join(os.tmpdir(), PRIVATE_SOCKET_DIR_PREFIX));
   const qmpSocket = path.join(socketDir ?? options.workDir, 'qmp.sock');
   const pidFile = path.join(options.workDir, 'qemu.pid');
   await rm(qmpSocket, { force: true });
@@ -118,7 +120,7 @@ export async function launchVm(options: LaunchVmOptions): Promise<VmHandle> {
       ...(result.signal ? { signal: result.signal } : {}),
       stderrTail: stderr.slice(-STDERR_TAIL_CHARS),
     };
-    if (socketDir) await rm(socketDir, { recursive: true, force: true });
+    await removeVmFiles({ qmpSocket, pidFile });
     return exitInfo;
   });
   if (vm.stdout) forwardConsole(vm.stdout, options.onConsoleLine);
@@ -188,6 +190,19 @@ export async function launchVm(options: LaunchVmOptions): Promise<VmHandle> {
       }
     },
   };
+}
+
+/**
+ * Removes what a QEMU process leaves when it is killed (it removes them itself when it quits): its
+ * pid file, its QMP socket and the socket's private temp dir, if it had one.
+ */
+export async function removeVmFiles(vm: { qmpSocket: string; pidFile?: string }): Promise<void> {
+  const socketDir = path.dirname(vm.qmpSocket);
+  const privateDir = path.basename(socketDir).startsWith(PRIVATE_SOCKET_DIR_PREFIX) && path.dirname(socketDir) === os.tmpdir();
+  await Promise.all([
+    rm(privateDir ? socketDir : vm.qmpSocket, { recursive: privateDir, force: true }),
+    vm.pidFile ? rm(vm.pidFile, { force: true }) : undefined,
+  ]);
 }
 
 /** Reads the host port slirp actually bound for a forward to `guestPort` (needed when it was 0). */

@@ -1,14 +1,18 @@
 /**
  * The kiln process the leak tests stop: builds of the flagship definition (size XS, nothing to
- * provision) on the GCE, EC2 or ARM fake it is given, with on-error cleanup, printing a line per
- * progress event, prefixed with the run id (`<run> step <name> <status>`, `<run> cleanup`), and
- * `<run> result <status> exit <code>` at the end.
+ * provision) on the GCE, EC2 or ARM fake it is given, or on the local target, with on-error
+ * cleanup, printing a line per progress event, prefixed with the run id (`<run> step <name>
+ * <status>`, `<run> cleanup`), and `<run> result <status> exit <code>` at the end.
  *
- *   node --import tsx test/integration/leaks/child.ts gcp|aws|azure kill|interrupt
+ *   node --import tsx test/integration/leaks/child.ts gcp|aws|azure|local kill|interrupt
  *
  * It loads only its target's SDK, prints `ready`, then builds once per JSON ChildConfig line on
  * stdin (the test starts the next child while the current one builds: loading an SDK through tsx
  * takes seconds on a small machine).
+ *
+ * local: QEMU runs for real (overlays, seed, QMP, under TCG) on a blank base image, so its guest
+ * never boots: SSH goes to the test's loopback sshd instead (the driver's test seam), and stop
+ * waits seconds, not minutes, for the power button before QEMU is told to quit.
  *
  * kill: one build straight through the pipeline (runBuild). With `stopAt` set to one of the lines,
  * the process prints it and blocks its only thread (Atomics.wait) inside the pipeline's synchronous
@@ -31,11 +35,11 @@ import { runBuilds, runExitCode } from '../../../src/pipeline/run.js';
 import { runPaths } from '../../../src/pipeline/state-dir.js';
 import type { TargetDriver } from '../../../src/targets/target.js';
 
-export type LeakTarget = 'gcp' | 'aws' | 'azure';
+export type LeakTarget = 'gcp' | 'aws' | 'azure' | 'local';
 
 export interface ChildConfig {
-  /** The fake's URL (http://127.0.0.1:<port>, https for ARM). */
-  url: string;
+  /** The fake's URL (http://127.0.0.1:<port>, https for ARM); none for local. */
+  url?: string;
   /** ARM only: the fake's certificate and subscription. */
   ca?: string;
   subscriptionId?: string;
@@ -48,22 +52,37 @@ export interface ChildConfig {
   version: string;
   /** A progress line (without the run id) to stop at: frozen (kill) or interrupted (interrupt). */
   stopAt?: string;
+  /** local only: the blank base image, where images go, and the key and host key of the sshd. */
+  local?: { baseImage: string; outputDir: string; privateKey: string; hostKey: string };
+}
+
+/** How long stop waits for the power button on local: the blank guest never answers it. */
+const LOCAL_STOP_TIMEOUT_MS = 1_000;
+
+function fakeUrl(c: ChildConfig): string {
+  if (!c.url) throw new Error(`no fake URL for ${target}`);
+  return c.url;
+}
+
+function localOf(c: ChildConfig): NonNullable<ChildConfig['local']> {
+  if (!c.local) throw new Error('no local settings for the local target');
+  return c.local;
 }
 
 /** The drivers as the integration worlds make them (fast polls and retries), SSH to the test sshd. */
 async function loadDriver(target: string): Promise<(c: ChildConfig) => TargetDriver> {
   if (target === 'gcp') {
     const [{ GcpDriver }, { testDriverOptions }] = await Promise.all([import('../../../src/targets/gcp/driver.js'), import('../gcp/world.js')]);
-    return (c) => new GcpDriver(testDriverOptions(c.url, c.sshPort));
+    return (c) => new GcpDriver(testDriverOptions(fakeUrl(c), c.sshPort));
   }
   if (target === 'aws') {
     const [{ AwsDriver }, { LATE_CALL_CONSISTENCY_MS, testDriverOptions }] = await Promise.all([import('../../../src/targets/aws/driver.js'), import('../aws/world.js')]);
-    return (c) => new AwsDriver(testDriverOptions(c.url, c.sshPort, LATE_CALL_CONSISTENCY_MS));
+    return (c) => new AwsDriver(testDriverOptions(fakeUrl(c), c.sshPort, LATE_CALL_CONSISTENCY_MS));
   }
   if (target === 'azure') {
     const [{ AzureDriver }, { armClientSetup }] = await Promise.all([import('../../../src/targets/azure/driver.js'), import('../../fakes/arm/client-options.js')]);
     return (c) => {
-      const setup = armClientSetup({ url: c.url, ca: c.ca ?? '', subscriptionId: c.subscriptionId ?? '' });
+      const setup = armClientSetup({ url: fakeUrl(c), ca: c.ca ?? '', subscriptionId: c.subscriptionId ?? '' });
       return new AzureDriver({
         credential: setup.credential,
         clientOptions: setup.options,
@@ -72,6 +91,18 @@ async function loadDriver(target: string): Promise<(c: ChildConfig) => TargetDri
         builderAddress: async () => '127.0.0.1',
         sshOverride: () => ({ host: c.sshHost, port: c.sshPort, username: c.sshUser }),
         inUseTimeoutMs: 5_000,
+      });
+    };
+  }
+  if (target === 'local') {
+    const { LocalDriver } = await import('../../../src/targets/local/driver.js');
+    return (c) => {
+      const local = localOf(c);
+      return new LocalDriver({
+        outputDir: local.outputDir,
+        network: 'restricted',
+        stopTimeoutMs: LOCAL_STOP_TIMEOUT_MS,
+        sshOverride: () => ({ host: c.sshHost, port: c.sshPort, username: c.sshUser, privateKey: local.privateKey, hostKeys: [local.hostKey] }),
       });
     };
   }
@@ -91,10 +122,13 @@ process.stdout.write('ready\n');
 
 function planOf(c: ChildConfig): Plan {
   const resolved = resolve(base, target as LeakTarget, 'xs', c.version, { runId: c.runId });
-  // Nothing may run on this host. The sshd logs in as the current user; on Azure the VM keeps the
-  // plan's user (ARM refuses root) and the driver's sshOverride logs in to the sshd instead.
-  const sshUser = target === 'azure' ? resolved.access.sshUser : c.sshUser;
-  return { ...resolved, provision: [], access: { ...resolved.access, sshUser } };
+  // Nothing may run on this host. The sshd logs in as the current user; on Azure and local the VM
+  // keeps the plan's user (ARM refuses root) and the driver's sshOverride logs in to the sshd instead.
+  const sshUser = target === 'azure' || target === 'local' ? resolved.access.sshUser : c.sshUser;
+  const plan = { ...resolved, provision: [], access: { ...resolved.access, sshUser } };
+  if (plan.targetPlan.kind !== 'local') return plan;
+  // A blank base (nothing to debootstrap, nothing that boots) and TCG (nothing probes KVM).
+  return { ...plan, targetPlan: { ...plan.targetPlan, baseImage: { path: localOf(c).baseImage }, accelerator: 'tcg' } };
 }
 
 /** Prints `<run> <line>` (stdout is a pipe: on Linux the write is synchronous, so it is out before a freeze). */

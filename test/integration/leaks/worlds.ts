@@ -1,8 +1,9 @@
 /**
- * The three clouds the leak tests stop kiln in, each a wire-level fake whose machines are a loopback
- * sshd: what a child needs to build there, a fresh driver that knows only how to reach the cloud
- * (for `kiln cleanup` from the ledger alone), what the fake still holds, and how to stop the child
- * in the middle of a create call.
+ * Where the leak tests stop kiln: the three clouds, each a wire-level fake whose machines are a
+ * loopback sshd, and the local target (local-world.ts). Each gives what a child needs to build
+ * there, a fresh driver that knows only how to reach the cloud (for `kiln cleanup` from the ledger
+ * alone), what the fake (or this machine) still holds, and how to stop the child in the middle of a
+ * create call.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,6 +15,7 @@ import { LATE_CALL_CONSISTENCY_MS, startWorld as startAwsWorld, testDriverOption
 import { GALLERY_TYPES, startHarness } from '../azure/harness.js';
 import { startWorld as startGcpWorld } from '../gcp/world.js';
 import type { ChildConfig, LeakTarget } from './child.js';
+import { localWorld } from './local-world.js';
 
 /** What a create call's hook may ask of the fake once it has stopped the child. */
 export interface AfterStop {
@@ -29,7 +31,7 @@ export interface LeakWorld {
   /** A driver given nothing but how to reach the cloud. */
   fresh(): Promise<TargetDriver>;
   /** What the fake holds beyond what it was seeded with and kiln's shared homes (nothing, when all is well). */
-  left(): unknown;
+  left(): Promise<unknown>;
   /**
    * Runs `stop` when the fake receives the `nth` call of `action` that names `runId`, before
    * serving it; then serves it. Returns a remover.
@@ -52,7 +54,7 @@ async function gcpWorld(): Promise<LeakWorld> {
     stateDir: world.stateDir,
     config: () => ({ url: world.fake.url, sshHost: '127.0.0.1', sshPort: sshd.port, sshUser: sshd.user, stateDir: world.stateDir }),
     fresh: async () => world.driver(),
-    left: () => {
+    left: async () => {
       const live = world.fake.state.live();
       return { instances: live.instances.map((r) => r.name), disks: live.disks.map((r) => r.name), images: live.images.map((r) => r.name), firewalls: live.firewalls.map((r) => r.name) };
     },
@@ -78,7 +80,7 @@ async function awsWorld(): Promise<LeakWorld> {
     stateDir: world.stateDir,
     config: () => ({ url: world.fake.url, sshHost: '127.0.0.1', sshPort: sshd.port, sshUser: sshd.user, stateDir: world.stateDir }),
     fresh: async () => world.driver({ timing: testDriverOptions(world.fake.url, sshd.port, LATE_CALL_CONSISTENCY_MS).timing }),
-    left: () => world.fake.state.allLiveResources(),
+    left: async () => world.fake.state.allLiveResources(),
     intercept: (action, runId, nth, stop) => {
       const isIt = nthCallOf(runId, nth);
       return world.fake.intercept(async (call) => (call.action === action && isIt(call.params) ? stop() : undefined));
@@ -99,7 +101,7 @@ async function azureWorld(): Promise<LeakWorld> {
       const { credential, options, pollOptions } = h.fake.clientOptions();
       return createDriver('azure', { azure: { credential, clientOptions: options, pollIntervalMs: pollOptions.updateIntervalInMs, inUseTimeoutMs: 5_000 } });
     },
-    left: () => {
+    left: async () => {
       // The gallery's group, gallery and image definition are shared homes, made once and kept.
       const { resources, backend } = h.fake.inventory();
       const kept = Object.entries(resources)
@@ -127,15 +129,16 @@ export const EMPTY: Record<LeakTarget, unknown> = {
   gcp: { instances: [], disks: [], images: [], firewalls: [] },
   aws: {},
   azure: { resources: {}, backend: { disks: [], snapshots: [], machines: {} } },
+  local: { qemu: [], outputs: [] },
 };
 
-/** Each fake with an sshd of its own (a machine's boot replaces the keys its sshd lets in). */
+/** Each world with an sshd of its own (a machine's boot replaces the keys its sshd lets in). */
 export async function startWorlds(): Promise<{ worlds: Record<LeakTarget, LeakWorld>; close: () => Promise<void> }> {
-  const [gcp, aws, azure] = await Promise.all([gcpWorld(), awsWorld(), azureWorld()]);
+  const [gcp, aws, azure, local] = await Promise.all([gcpWorld(), awsWorld(), azureWorld(), localWorld()]);
   return {
-    worlds: { gcp, aws, azure },
+    worlds: { gcp, aws, azure, local },
     close: async () => {
-      await Promise.all([gcp.close(), aws.close(), azure.close()]);
+      await Promise.all([gcp.close(), aws.close(), azure.close(), local.close()]);
     },
   };
 }

@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -122,11 +122,13 @@ describe('launchVm', () => {
     expect(await vm.shutdown({ timeoutMs: 1000 })).toMatchObject({ how: 'already-exited' });
   });
 
-  it('kills a VM and reports the signal', async () => {
+  it('kills a VM, reports the signal and removes the pid file and socket QEMU could not', async () => {
     const vm = await launchVm(launchOptions('vm2'));
     vms.push(vm);
+    expect(await readdir(path.join(dir, 'vm2'))).toEqual(expect.arrayContaining(['qemu.pid', 'qmp.sock']));
     expect((await vm.kill()).signal).toBe('SIGKILL');
     expect((await vm.exited).signal).toBe('SIGKILL');
+    expect(await readdir(path.join(dir, 'vm2'))).toEqual([]);
   });
 
   it('refuses guest forwards when socat is missing, before starting anything', async () => {
