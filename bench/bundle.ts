@@ -9,14 +9,14 @@
  * and `sha256sum` of the bundle for scale.
  */
 import { execFile } from 'node:child_process';
-import { createHash, randomFillSync } from 'node:crypto';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { createBundle, verifyBundle } from '../src/bundle/index.js';
 import { download } from '../src/bundle/download.js';
 import { planFor, startArtifacts } from '../test/support/provision-fixture.js';
+import { writeRandomFile } from './random-file.js';
 
 const run = promisify(execFile);
 const MB = 1024 * 1024;
@@ -36,16 +36,8 @@ try {
   const version = 'v1.29.6+k3s2';
   const release = join(artifacts.server.root, 'k3s', version);
   const binary = join(release, 'k3s');
-  const hash = createHash('sha256');
-  const fd = openSync(binary, 'w');
-  const block = Buffer.alloc(4 * MB);
-  for (let written = 0; written < sizeMb * MB; written += block.length) {
-    randomFillSync(block);
-    hash.update(block);
-    writeSync(fd, block);
-  }
-  closeSync(fd);
-  const sums = readFileSync(join(release, 'sha256sum-amd64.txt'), 'utf8').replace(/^[a-f0-9]{64}( {2}k3s)$/m, `${hash.digest('hex')}$1`);
+  const binarySha256 = writeRandomFile(binary, sizeMb * MB);
+  const sums = readFileSync(join(release, 'sha256sum-amd64.txt'), 'utf8').replace(/^[a-f0-9]{64}( {2}k3s)$/m, `${binarySha256}$1`);
   writeFileSync(join(release, 'sha256sum-amd64.txt'), sums);
 
   const plan = await planFor('images/sourcegraph.yaml', 'local', 'xs', '5.2.0', artifacts.mirrors());

@@ -7,13 +7,14 @@
  * of each and the ratios. Needs openssh-server and openssh-client (scp, ssh-keygen).
  */
 import { execFile } from 'node:child_process';
-import { createHash, randomBytes, randomFillSync } from 'node:crypto';
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { generateKeyPair, sha256File, SshSession } from '../src/ssh/index.js';
 import { loginFor, startSshd } from '../test/support/sshd.js';
+import { writeRandomFile } from './random-file.js';
 
 const run = promisify(execFile);
 
@@ -54,16 +55,7 @@ async function main(): Promise<void> {
   try {
     // The big file: random, so nothing compresses or dedups.
     const big = join(dir, 'big.bin');
-    const hash = createHash('sha256');
-    const fd = openSync(big, 'w');
-    const block = Buffer.alloc(4 * MB);
-    for (let written = 0; written < sizeMb * MB; written += block.length) {
-      randomFillSync(block);
-      hash.update(block);
-      writeSync(fd, block);
-    }
-    closeSync(fd);
-    const sha = hash.digest('hex');
+    const sha = writeRandomFile(big, sizeMb * MB);
 
     // The tree: ~fileCount small files (0-4 KiB) in nested directories.
     const tree = join(dir, 'tree');

@@ -20,7 +20,8 @@ import { AIRGAP_VERSION, airgapDefinition } from '../../support/bundle-fixture.j
 import { PROVISIONED_PATHS, startArtifacts, stepOf } from '../../support/provision-fixture.js';
 import { startRegistry, type PushedImage } from '../../support/registry.js';
 import { provisionRootfs } from '../../support/sandbox/rootfs.js';
-import { manifestScript, Sandbox } from '../../support/sandbox/sandbox.js';
+import { Sandbox, type RunOptions } from '../../support/sandbox/sandbox.js';
+import { runEveryStepTwice, type StepsRunTwice } from '../../support/sandbox/twice.js';
 
 const isRoot = process.getuid?.() === 0;
 const STEPS = ['base', 'bundle', 'data-volume', 'kernel', 'firewall', 'k3s', 'helm', 'charts', 'version', 'generalize'];
@@ -34,11 +35,13 @@ describe.skipIf(!isRoot)('provisioning from an offline bundle with no network', 
   let caPem: string;
   let sandbox: Sandbox;
   let beforeGeneralize: Sandbox;
-  const firstRuns = new Map<string, string>();
-  const secondRuns = new Map<string, string>();
-  const manifests = new Map<string, [string, string]>();
+  let firstRuns: StepsRunTwice['firstRuns'];
+  let secondRuns: StepsRunTwice['secondRuns'];
+  let manifests: StepsRunTwice['manifests'];
+  // No network at all: every artifact comes from the bundle. mountAll: the machine's mounts are there, as on the build VM.
+  const runOptions = (): RunOptions => ({ network: 'none', mountAll: true });
   const run = (sb: Sandbox, step: ProvisionStep, extraEnv?: Record<string, string>, after?: string) =>
-    sb.runStep(step, { network: 'none', mountAll: true, ...(extraEnv ? { extraEnv } : {}), ...(after ? { after } : {}) });
+    sb.runStep(step, { ...runOptions(), ...(extraEnv ? { extraEnv } : {}), ...(after ? { after } : {}) });
 
   beforeAll(async () => {
     const rootfs = await provisionRootfs();
@@ -59,16 +62,7 @@ describe.skipIf(!isRoot)('provisioning from an offline bundle with no network', 
       await artifacts.close();
     }
     sandbox = await Sandbox.create(path.join(dir, 'vm'), rootfs);
-    for (const step of plan.provision) {
-      if (step.id === 'generalize') beforeGeneralize = await sandbox.clone(path.join(dir, 'before-generalize'));
-      const first = await run(sandbox, step, undefined, manifestScript(PROVISIONED_PATHS));
-      firstRuns.set(step.id, first.all);
-      if (first.exitCode !== 0) throw new Error(`step ${step.id} failed (${first.exitCode}):\n${first.all}`);
-      const second = await run(sandbox, step, undefined, manifestScript(PROVISIONED_PATHS));
-      secondRuns.set(step.id, second.all);
-      if (second.exitCode !== 0) throw new Error(`second run of ${step.id} failed (${second.exitCode}):\n${second.all}`);
-      manifests.set(step.id, [first.after ?? '', second.after ?? '']);
-    }
+    ({ firstRuns, secondRuns, manifests, beforeGeneralize } = await runEveryStepTwice(sandbox, plan.provision, { workDir: dir, paths: PROVISIONED_PATHS, runOptions }));
   }, 1_800_000);
 
   afterAll(async () => {

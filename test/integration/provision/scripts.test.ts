@@ -13,7 +13,8 @@ import { k3sConfig } from '../../../src/provision/steps.js';
 import { loadDefinition } from '../../../src/definition/load.js';
 import { NETWORK_STEPS, PROVISIONED_PATHS, planFor, startArtifacts, stepOf, TEST_IMAGE, TEST_REGISTRY, type ArtifactFixture } from '../../support/provision-fixture.js';
 import { provisionRootfs } from '../../support/sandbox/rootfs.js';
-import { manifestScript, Sandbox } from '../../support/sandbox/sandbox.js';
+import { Sandbox, type RunOptions } from '../../support/sandbox/sandbox.js';
+import { runEveryStepTwice, type StepsRunTwice } from '../../support/sandbox/twice.js';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -24,13 +25,14 @@ describe.skipIf(!isRoot)('provisioning scripts in a throwaway Debian 12 root', (
   let sandbox: Sandbox;
   /** Clone of the sandbox just before the generalize step. */
   let beforeGeneralize: Sandbox;
-  const firstRuns = new Map<string, string>();
-  const secondRuns = new Map<string, string>();
-  const manifests = new Map<string, [string, string]>();
+  let firstRuns: StepsRunTwice['firstRuns'];
+  let secondRuns: StepsRunTwice['secondRuns'];
+  let manifests: StepsRunTwice['manifests'];
 
+  // mountAll: the machine's mounts (the data volume and its binds) are there, as on the build VM.
+  const runOptions = (step: ProvisionStep): RunOptions => ({ network: NETWORK_STEPS.has(step.id) ? 'host' : 'none', mountAll: true });
   const run = (sb: Sandbox, step: ProvisionStep, extraEnv?: Record<string, string>, after?: string) =>
-    // mountAll: the machine's mounts (the data volume and its binds) are there, as on the build VM.
-    sb.runStep(step, { network: NETWORK_STEPS.has(step.id) ? 'host' : 'none', mountAll: true, ...(extraEnv ? { extraEnv } : {}), ...(after ? { after } : {}) });
+    sb.runStep(step, { ...runOptions(step), ...(extraEnv ? { extraEnv } : {}), ...(after ? { after } : {}) });
 
   beforeAll(async () => {
     const rootfs = await provisionRootfs();
@@ -38,17 +40,7 @@ describe.skipIf(!isRoot)('provisioning scripts in a throwaway Debian 12 root', (
     artifacts = await startArtifacts();
     plan = await planFor('images/sourcegraph.yaml', 'local', 'xs', '5.2.0', artifacts.mirrors());
     sandbox = await Sandbox.create(path.join(dir, 'vm'), rootfs);
-    for (const step of plan.provision) {
-      if (step.id === 'generalize') beforeGeneralize = await sandbox.clone(path.join(dir, 'before-generalize'));
-      // Each run is followed, in the same sandbox session, by a manifest of what it left.
-      const first = await run(sandbox, step, undefined, manifestScript(PROVISIONED_PATHS));
-      firstRuns.set(step.id, first.all);
-      if (first.exitCode !== 0) throw new Error(`step ${step.id} failed (${first.exitCode}):\n${first.all}`);
-      const second = await run(sandbox, step, undefined, manifestScript(PROVISIONED_PATHS));
-      secondRuns.set(step.id, second.all);
-      if (second.exitCode !== 0) throw new Error(`second run of ${step.id} failed (${second.exitCode}):\n${second.all}`);
-      manifests.set(step.id, [first.after ?? '', second.after ?? '']);
-    }
+    ({ firstRuns, secondRuns, manifests, beforeGeneralize } = await runEveryStepTwice(sandbox, plan.provision, { workDir: dir, paths: PROVISIONED_PATHS, runOptions }));
   }, 1_800_000);
 
   afterAll(async () => {
