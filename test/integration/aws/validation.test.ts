@@ -66,8 +66,11 @@ async function validationContext(b: Built): Promise<BuildContext & { lines: stri
   return { plan, resources: new ResourceRecorder(b.ledger, plan), state, paths, log, signal: AbortSignal.timeout(60_000), lines };
 }
 
-async function undoValidation(b: Built, ctx: BuildContext) {
-  return undo(b.ledger, () => b.driver, { build: ctx.plan.buildId, log: () => {} });
+/** Undoes the validation's resources; returns why each one that is left could not be deleted. */
+async function undoValidation(b: Built, ctx: BuildContext): Promise<string[]> {
+  const failures: string[] = [];
+  await undo(b.ledger, () => b.driver, { build: ctx.plan.buildId, log: (line) => void (line.includes('could not delete') && failures.push(line)) });
+  return failures;
 }
 
 /** A customer's data volume: made from the AMI's data snapshot, in `zone`, available. */

@@ -93,8 +93,16 @@ export function fastRetries(maxAttempts = 12): NonNullable<EC2ClientConfig['retr
  */
 export const LATE_CALL_CONSISTENCY_MS = 10_000;
 
+/**
+ * The same window for a driver whose calls are answered as they arrive. It must outlast the time
+ * from the ledger's intent to the fake serving the create call plus the fake's own invisibility
+ * (`instanceNotFoundWindowMs`): with 400 ms, a loaded CI machine let undo give up on an instance the
+ * fake had launched but not yet shown, and the instance, its volume and its group were left.
+ */
+export const CONSISTENCY_MS = 3_000;
+
 /** A driver's options against the fake at `url`: fast retries, waiters and polls; SSH to the sshd's port. */
-export function testDriverOptions(url: string, sshPort: number, consistencyMs = 400): AwsDriverOptions {
+export function testDriverOptions(url: string, sshPort: number, consistencyMs = CONSISTENCY_MS): AwsDriverOptions {
   return {
     clientConfig: { endpoint: url, credentials: CREDENTIALS, region: REGION, retryStrategy: fastRetries() },
     builderAddress: async () => '127.0.0.1',
