@@ -212,6 +212,7 @@ export async function runBuild(options: BuildOptions): Promise<BuildResult> {
       result.leftovers = await undo(ledger, () => driver, { build: plan.buildId, log: log.line });
     } else {
       result.leftovers = ledger.entries({ build: plan.buildId });
+      driver.keepAfterExit?.(ctx);
       const vmUp = state.completed.includes('launch') && !state.completed.includes('stop');
       if (access && vmUp) result.sshCommand = sshCommandLine(access, resolvePath(buildPaths.sshKey));
       if (result.sshCommand) log.line(`on-error abort: get in with: ${result.sshCommand}`);

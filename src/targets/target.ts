@@ -52,6 +52,11 @@ export interface TargetDriver {
    * deletes them). Targets without it cannot validate yet.
    */
   launchInstance?(ctx: BuildContext, images: Artifact[], options: InstanceOptions): Promise<SshAccess>;
+  /**
+   * `--on-error abort`: what the build runs must outlive this process, for debugging and for
+   * `--resume`. Only a target whose VM is a child of kiln (local) needs to do anything.
+   */
+  keepAfterExit?(ctx: BuildContext): void;
   /** Deletes one recorded resource. Idempotent: a resource already gone is success. */
   destroy(entry: LedgerEntry, options: DestroyOptions): Promise<void>;
   /**

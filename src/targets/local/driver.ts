@@ -4,11 +4,10 @@
  * disk, NoCloud seed, QEMU; capture = standalone image files. Every file and the QEMU process are in
  * the ledger, so cleanup works from another process after a crash.
  */
-import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { KilnError } from '../../core/errors.js';
-import { done, notYet, waitFor } from '../../core/wait.js';
 import type { LocalTargetPlan } from '../../definition/plan.js';
 import type { BuildContext } from '../../pipeline/context.js';
 import type { LedgerEntry } from '../../pipeline/ledger.js';
@@ -19,8 +18,8 @@ import { defaultCpu } from './qemu-args.js';
 import { buildBaseImage } from './base/build.js';
 import { describeBaseImage } from './base/describe.js';
 import { exportDisk, type ExportFormat, type ExportOutputs } from './capture.js';
-import { createBlankDisk, createOverlay, launchVm, removeVmFiles, type GuestForward, type VmHandle } from './qemu.js';
-import { QmpClient } from './qmp.js';
+import { createBlankDisk, createOverlay, launchVm, type GuestForward, type VmHandle } from './qemu.js';
+import { killRecordedVm, stopRecordedVm } from './recorded-vm.js';
 import { createSeedIso } from './seed.js';
 import { launchLocalInstance } from './instance.js';
 
@@ -147,10 +146,17 @@ export class LocalDriver implements TargetDriver {
       const result = await handle.shutdown({ timeoutMs: this.stopTimeoutMs });
       ctx.log.line(`local: VM stopped (${result.how})`);
     } else {
-      await powerOffByLedger(entry, this.stopTimeoutMs, ctx.log.line);
+      // A resumed build: the VM was started (and kept) by an earlier kiln process.
+      const result = await stopRecordedVm(entry, this.stopTimeoutMs);
+      ctx.log.line(`local: VM ${entry.extra?.vmName ?? entry.name} stopped (${result.how})`);
     }
     this.vms.delete(ctx.plan.buildId);
     await ctx.resources.forget(entry);
+  }
+
+  keepAfterExit(ctx: BuildContext): void {
+    this.vms.get(ctx.plan.buildId)?.keepAfterExit();
+    this.vms.delete(ctx.plan.buildId);
   }
 
   async capture(ctx: BuildContext): Promise<Artifact[]> {
@@ -242,51 +248,4 @@ function exportPaths(dir: string, name: string, formats: LocalTargetPlan['publis
     outputs[key] = join(dir, `${name}.${EXTENSIONS[key]}`);
   }
   return outputs;
-}
-
-/** True when `pid` is a QEMU process running the named VM (never kill a recycled pid). */
-async function isOurVm(pid: number, vmName: string): Promise<boolean> {
-  try {
-    const cmdline = (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0');
-    return cmdline.some((arg) => arg.includes('qemu-system')) && cmdline.includes(vmName);
-  } catch {
-    return false;
-  }
-}
-
-async function powerOffByLedger(entry: LedgerEntry, timeoutMs: number, log: (line: string) => void): Promise<void> {
-  const pid = Number(entry.id);
-  const vmName = entry.extra?.vmName ?? entry.name;
-  if (!(await isOurVm(pid, vmName))) return;
-  const qmp = await QmpClient.connect(entry.extra?.qmpSocket ?? '', 10_000);
-  try {
-    await qmp.execute('system_powerdown');
-  } finally {
-    qmp.close();
-  }
-  await waitFor(async () => ((await isOurVm(pid, vmName)) ? notYet('running') : done(true)), { what: `VM ${vmName} to power off`, timeoutMs });
-  log(`local: VM ${vmName} powered off`);
-}
-
-/**
- * Kills a recorded VM. An intent without a pid (kiln died between starting QEMU and recording it)
- * is found by its unique name among the running QEMU processes.
- */
-async function killRecordedVm(entry: LedgerEntry, options: DestroyOptions): Promise<void> {
-  const vmName = entry.extra?.vmName ?? entry.name;
-  const pids = entry.id ? [Number(entry.id)] : await qemuPidsNamed(vmName);
-  for (const pid of pids) {
-    if (!(await isOurVm(pid, vmName))) continue;
-    options.log(`local: killing QEMU ${pid} of ${vmName}`);
-    process.kill(pid, 'SIGKILL');
-    await waitFor(async () => ((await isOurVm(pid, vmName)) ? notYet('running') : done(true)), { what: `QEMU ${pid} to exit`, timeoutMs: 30_000, signal: options.signal });
-  }
-  // A killed QEMU leaves its pid file and socket (kiln, killed too, did not remove them).
-  if (entry.extra?.qmpSocket) await removeVmFiles({ qmpSocket: entry.extra.qmpSocket, pidFile: entry.extra.pidFile });
-}
-
-async function qemuPidsNamed(vmName: string): Promise<number[]> {
-  const pids = (await readdir('/proc')).filter((name) => /^\d+$/.test(name)).map(Number);
-  const ours = await Promise.all(pids.map(async (pid) => ((await isOurVm(pid, vmName)) ? pid : undefined)));
-  return ours.filter((pid): pid is number => pid !== undefined);
 }

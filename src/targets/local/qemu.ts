@@ -1,23 +1,28 @@
 /**
  * launchVm: runs one local build VM under QEMU and hands back what a driver needs: where SSH
- * listens, the process, a graceful shutdown (ACPI power button over QMP, then quit, then SIGKILL,
- * each with a deadline) and the exit. The console goes to a log file and, line by line, to a callback.
+ * listens, the process, a graceful shutdown (shutdown.ts) and the exit. The console goes to a log
+ * file and, line by line, to a callback. The VM ends when this process exits (exit-guard.ts) unless
+ * it is kept.
  */
 import { constants } from 'node:fs';
 import { access, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
+import type { Socket } from 'node:net';
 import path from 'node:path';
 import readline from 'node:readline';
 import { execa } from 'execa';
 import { asKilnError, KilnError } from '../../core/errors.js';
 import { done, notYet, waitFor } from '../../core/wait.js';
 import type { Accel } from './accel.js';
+import { terminateAtExit } from './exit-guard.js';
 import { imageInfo } from './image-info.js';
 import { QEMU_BINARY, qemuArgs, type DiskBus, type GuestForward } from './qemu-args.js';
 import { QmpClient } from './qmp.js';
+import { shutdownVm, type ShutdownResult, type VmExit } from './shutdown.js';
 
 export { createBlankDisk, createOverlay } from './disks.js';
 export type { DiskBus, GuestForward } from './qemu-args.js';
+export type { ShutdownResult, VmExit } from './shutdown.js';
 
 export interface LaunchVmOptions {
   name: string;
@@ -43,19 +48,6 @@ export interface LaunchVmOptions {
   startTimeoutMs?: number;
 }
 
-export interface VmExit {
-  exitCode?: number;
-  signal?: string;
-  /** The end of QEMU's stderr, for error messages. */
-  stderrTail: string;
-}
-
-export interface ShutdownResult {
-  /** What stopped it: the guest powering off, QEMU's quit command, or SIGKILL. */
-  how: 'powerdown' | 'quit' | 'kill' | 'already-exited';
-  exit: VmExit;
-}
-
 export interface VmHandle {
   name: string;
   pid: number;
@@ -67,9 +59,10 @@ export interface VmHandle {
   hasExited(): boolean;
   shutdown(options: { timeoutMs: number }): Promise<ShutdownResult>;
   kill(): Promise<VmExit>;
+  /** Lets the VM outlive this process (it is terminated at exit otherwise); the handle is done with. */
+  keepAfterExit(): void;
 }
 
-const QUIT_GRACE_MS = 10_000;
 /** A QMP socket whose path in the work dir would be too long for a unix socket goes in a temp dir named so. */
 const PRIVATE_SOCKET_DIR_PREFIX = 'kiln-qmp-';
 const MAX_UNIX_SOCKET_PATH = 100;
@@ -109,11 +102,13 @@ export async function launchVm(options: LaunchVmOptions): Promise<VmHandle> {
     pidFile,
   });
 
-  // cleanup: execa terminates QEMU if this process exits first, so no VM outlives its controller.
-  const vm = execa(QEMU_BINARY, args, { stdin: 'ignore', buffer: { stdout: false, stderr: true }, reject: false, cleanup: true });
+  // Its own session (detached): kiln, not a signal to kiln's process group, decides when QEMU ends.
+  const vm = execa(QEMU_BINARY, args, { stdin: 'ignore', buffer: { stdout: false, stderr: true }, reject: false, detached: true, cleanup: false });
   if (vm.pid === undefined) throw new KilnError('LOCAL', `${QEMU_BINARY} did not start`, { vm: options.name });
+  const liftExitGuard = terminateAtExit(vm.pid);
   let exitInfo: VmExit | undefined;
   const exited: Promise<VmExit> = vm.then(async (result) => {
+    liftExitGuard();
     const stderr = String(result.stderr ?? '').trim();
     exitInfo = {
       ...(result.exitCode !== undefined ? { exitCode: result.exitCode } : {}),
@@ -170,24 +165,14 @@ export async function launchVm(options: LaunchVmOptions): Promise<VmHandle> {
     exited,
     hasExited: () => exitInfo !== undefined,
     kill,
-    async shutdown({ timeoutMs }) {
-      if (exitInfo) return { how: 'already-exited', exit: exitInfo };
-      try {
-        await qmp.execute('system_powerdown');
-        const exit = await waitForExit(timeoutMs, `VM ${options.name} to power off`);
-        qmp.close();
-        return { how: 'powerdown', exit };
-      } catch {
-        // The guest ignored the power button (or QMP is gone): fall through to harder stops.
-      }
-      try {
-        await qmp.execute('quit');
-        const exit = await waitForExit(QUIT_GRACE_MS, `QEMU of VM ${options.name} to quit`);
-        qmp.close();
-        return { how: 'quit', exit };
-      } catch {
-        return { how: 'kill', exit: await kill() };
-      }
+    shutdown: ({ timeoutMs }) => shutdownVm({ name: options.name, exit: () => exitInfo, qmp: async () => qmp, waitForExit, kill }, timeoutMs),
+    keepAfterExit() {
+      liftExitGuard();
+      qmp.close();
+      // Nothing of QEMU's may hold this process's event loop open any more. Once kiln has exited,
+      // QEMU's console writes fail with EPIPE (QEMU ignores SIGPIPE), so the console log ends there.
+      vm.unref();
+      for (const pipe of [vm.stdout, vm.stderr]) (pipe as Socket | null)?.unref();
     },
   };
 }

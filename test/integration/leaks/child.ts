@@ -10,9 +10,8 @@
  * stdin (the test starts the next child while the current one builds: loading an SDK through tsx
  * takes seconds on a small machine).
  *
- * local: QEMU runs for real (overlays, seed, QMP, under TCG) on a blank base image, so its guest
- * never boots: SSH goes to the test's loopback sshd instead (the driver's test seam), and stop
- * waits seconds, not minutes, for the power button before QEMU is told to quit.
+ * local: QEMU runs for real with a stand-in guest (test/support/local-stand-in.ts): a blank base
+ * image that never boots, and the test's loopback sshd answering SSH.
  *
  * kill: one build straight through the pipeline (runBuild). With `stopAt` set to one of the lines,
  * the process prints it and blocks its only thread (Atomics.wait) inside the pipeline's synchronous
@@ -34,6 +33,7 @@ import { Ledger } from '../../../src/pipeline/ledger.js';
 import { runBuilds, runExitCode } from '../../../src/pipeline/run.js';
 import { runPaths } from '../../../src/pipeline/state-dir.js';
 import type { TargetDriver } from '../../../src/targets/target.js';
+import { standInDriver, standInPlan, type StandInGuest } from '../../support/local-stand-in.js';
 
 export type LeakTarget = 'gcp' | 'aws' | 'azure' | 'local';
 
@@ -56,17 +56,15 @@ export interface ChildConfig {
   local?: { baseImage: string; outputDir: string; privateKey: string; hostKey: string };
 }
 
-/** How long stop waits for the power button on local: the blank guest never answers it. */
-const LOCAL_STOP_TIMEOUT_MS = 1_000;
-
 function fakeUrl(c: ChildConfig): string {
   if (!c.url) throw new Error(`no fake URL for ${target}`);
   return c.url;
 }
 
-function localOf(c: ChildConfig): NonNullable<ChildConfig['local']> {
+function standInGuest(c: ChildConfig): StandInGuest {
   if (!c.local) throw new Error('no local settings for the local target');
-  return c.local;
+  const { baseImage, outputDir, privateKey, hostKey } = c.local;
+  return { baseImage, outputDir, ssh: { host: c.sshHost, port: c.sshPort, user: c.sshUser, privateKey, hostKey } };
 }
 
 /** The drivers as the integration worlds make them (fast polls and retries), SSH to the test sshd. */
@@ -94,18 +92,7 @@ async function loadDriver(target: string): Promise<(c: ChildConfig) => TargetDri
       });
     };
   }
-  if (target === 'local') {
-    const { LocalDriver } = await import('../../../src/targets/local/driver.js');
-    return (c) => {
-      const local = localOf(c);
-      return new LocalDriver({
-        outputDir: local.outputDir,
-        network: 'restricted',
-        stopTimeoutMs: LOCAL_STOP_TIMEOUT_MS,
-        sshOverride: () => ({ host: c.sshHost, port: c.sshPort, username: c.sshUser, privateKey: local.privateKey, hostKeys: [local.hostKey] }),
-      });
-    };
-  }
+  if (target === 'local') return (c) => standInDriver(standInGuest(c));
   throw new Error(`unknown target ${target}`);
 }
 
@@ -126,9 +113,7 @@ function planOf(c: ChildConfig): Plan {
   // keeps the plan's user (ARM refuses root) and the driver's sshOverride logs in to the sshd instead.
   const sshUser = target === 'azure' || target === 'local' ? resolved.access.sshUser : c.sshUser;
   const plan = { ...resolved, provision: [], access: { ...resolved.access, sshUser } };
-  if (plan.targetPlan.kind !== 'local') return plan;
-  // A blank base (nothing to debootstrap, nothing that boots) and TCG (nothing probes KVM).
-  return { ...plan, targetPlan: { ...plan.targetPlan, baseImage: { path: localOf(c).baseImage }, accelerator: 'tcg' } };
+  return target === 'local' ? standInPlan(plan, standInGuest(c)) : plan;
 }
 
 /** Prints `<run> <line>` (stdout is a pipe: on Linux the write is synchronous, so it is out before a freeze). */
