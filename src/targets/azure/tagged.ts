@@ -2,7 +2,8 @@
  * Resources in the subscription that carry `kiln:run`, for `kiln cleanup --sweep`. Only the kinds a
  * build deletes anyway are listed (VMs, disks, network, temporary groups): managed images and
  * gallery versions carry run tags too but are products, and a sweep must never take them; nor a
- * group marked `kiln:holds` (kept because it holds the managed image).
+ * group marked `kiln:holds` (kept because it holds the managed image). The one managed image that
+ * is no product, the OS-only image a validation boots from, is marked `kiln:temporary` and listed.
  */
 import { KilnError } from '../../core/errors.js';
 import type { TaggedResource } from '../target.js';
@@ -12,6 +13,8 @@ import { ARM_TYPE, KIND, parseId, type AzureKind } from './ids.js';
 
 /** A group with this tag holds an artifact; sweeps leave it alone. */
 export const HOLDS_TAG = 'kiln:holds';
+/** A managed image with this tag is no product; sweeps take it. */
+export const TEMPORARY_IMAGE_TAG = 'kiln:temporary';
 
 const SWEPT: AzureKind[] = [KIND.vm, KIND.disk, KIND.nic, KIND.publicIp, KIND.nsg, KIND.vnet];
 
@@ -57,7 +60,8 @@ export async function listTagged(pool: AzureClientPool, signal: AbortSignal): Pr
     }
     for await (const r of c.resources.resources.list({ filter, expand: 'createdTime', abortSignal: signal })) {
       const kind = kindOf(r.type);
-      if (!kind || !SWEPT.includes(kind) || !r.id || !r.name) continue;
+      const temporaryImage = kind === KIND.image && r.tags?.[TEMPORARY_IMAGE_TAG] !== undefined;
+      if (!kind || !(SWEPT.includes(kind) || temporaryImage) || !r.id || !r.name) continue;
       add(kind, r.id, r.name, r.tags ?? {}, r.location, parseId(r.id)?.group, r.createdTime);
     }
   } catch (err) {

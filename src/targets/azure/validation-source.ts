@@ -7,7 +7,8 @@
  * image specified in storage profile."). So with a customer's data disk the instance boots from an
  * image of the OS disk alone, made as a customer can: a managed disk from the image's OS disk
  * (FromImage, a user image or gallery image reference), then a generalized image of that disk.
- * Both are temporary and recorded before they are created.
+ * Both are temporary and recorded before they are created; the image is tagged so that a sweep
+ * takes it too (sweeps leave managed images alone otherwise).
  */
 import { KilnError } from '../../core/errors.js';
 import type { Artifact } from '../target.js';
@@ -56,7 +57,12 @@ export async function osOnlyImage(s: AzureStep, image: InstanceImage): Promise<s
       c.compute.images.beginCreateOrUpdateAndWait(
         group,
         names.image,
-        { location, tags, hyperVGeneration: disk.generation, storageProfile: { osDisk: { osType: 'Linux', osState: 'Generalized', managedDisk: { id: disk.id } } } },
+        {
+          location,
+          tags: { ...tags, [TEMPORARY_IMAGE_TAG]: 'true' },
+          hyperVGeneration: disk.generation,
+          storageProfile: { osDisk: { osType: 'Linux', osState: 'Generalized', managedDisk: { id: disk.id } } },
+        },
         call,
       ),
     );

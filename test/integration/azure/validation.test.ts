@@ -139,6 +139,9 @@ describe('azure driver: launchInstance for validation, against the ARM fake', ()
     const entries = run.ledger.entries({ build: ctx.plan.buildId });
     expect(entries.map((e) => e.kind)).toEqual(['resource-group', 'virtual-network', 'network-security-group', 'public-ip', 'network-interface', 'disk', 'image', 'disk', 'virtual-machine']);
     expect(JSON.stringify(entries)).not.toContain('appliance-data');
+    // a sweep would take the OS-only image (were kiln killed now), never the build's own
+    const tagged = await run.driver.listTagged({ signal: AbortSignal.timeout(10_000) });
+    expect(tagged.filter((r) => r.kind === 'image').map((r) => r.id)).toEqual([`${group}/images/kiln-razv0002-xs-os-check-image`]);
 
     // stop shuts the instance down through the guest
     const beforeStop = h.fake.requests.length;
