@@ -16,6 +16,7 @@ import { arm } from './errors.js';
 import { KIND, sameRegion } from './ids.js';
 import { required } from './network.js';
 import type { AzureStep } from './step.js';
+import { TEMPORARY_IMAGE_TAG } from './tagged.js';
 
 export interface InstanceImage {
   kind: 'managed-image' | 'gallery-version';
