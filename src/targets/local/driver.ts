@@ -142,14 +142,9 @@ export class LocalDriver implements TargetDriver {
   async stop(ctx: BuildContext): Promise<void> {
     const entry = ctx.resources.one('vm');
     const handle = this.vms.get(ctx.plan.buildId);
-    if (handle) {
-      const result = await handle.shutdown({ timeoutMs: this.stopTimeoutMs });
-      ctx.log.line(`local: VM stopped (${result.how})`);
-    } else {
-      // A resumed build: the VM was started (and kept) by an earlier kiln process.
-      const result = await stopRecordedVm(entry, this.stopTimeoutMs);
-      ctx.log.line(`local: VM ${entry.extra?.vmName ?? entry.name} stopped (${result.how})`);
-    }
+    // Without a handle, the build was resumed: an earlier kiln process started (and kept) the VM.
+    const result = handle ? await handle.shutdown({ timeoutMs: this.stopTimeoutMs }) : await stopRecordedVm(entry, this.stopTimeoutMs);
+    ctx.log.line(`local: VM ${entry.extra?.vmName ?? entry.name} stopped (${result.how})`);
     this.vms.delete(ctx.plan.buildId);
     await ctx.resources.forget(entry);
   }
