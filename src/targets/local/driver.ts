@@ -17,7 +17,7 @@ import { detectAccel, type Accel } from './accel.js';
 import { defaultCpu } from './qemu-args.js';
 import { buildBaseImage } from './base/build.js';
 import { describeBaseImage } from './base/describe.js';
-import { exportDisk, type ExportFormat, type ExportOutputs } from './capture.js';
+import { exportDisk, removeTemporaries, type ExportFormat, type ExportOutputs } from './capture.js';
 import { createBlankDisk, createOverlay, launchVm, type GuestForward, type VmHandle } from './qemu.js';
 import { killRecordedVm, stopRecordedVm } from './recorded-vm.js';
 import { createSeedIso } from './seed.js';
@@ -194,7 +194,10 @@ export class LocalDriver implements TargetDriver {
       return;
     }
     if (entry.kind === 'file') {
-      await rm(entry.id ?? entry.name, { force: true });
+      const path = entry.id ?? entry.name;
+      await rm(path, { force: true });
+      // An image file is recorded before it is exported: a kill mid-export leaves its temporaries.
+      if (entry.role === 'artifact') await removeTemporaries(path);
       return;
     }
     throw new KilnError('INTERNAL', `the local target cannot delete a ${entry.kind}`);

@@ -1,11 +1,14 @@
-import { mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises';
+import { watch } from 'node:fs';
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { readFile } from 'node:fs/promises';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exportDisk, type ExportedFile } from '../../../src/targets/local/capture.js';
+import type { LedgerEntry } from '../../../src/pipeline/ledger.js';
+import { exportDisk, exportTemporaries, type ExportedFile } from '../../../src/targets/local/capture.js';
+import { LocalDriver } from '../../../src/targets/local/driver.js';
 import { createOverlay } from '../../../src/targets/local/disks.js';
 import { imageInfo } from '../../../src/targets/local/image-info.js';
 
@@ -44,16 +47,40 @@ afterAll(async () => {
 describe('exportDisk', () => {
   let results: Awaited<ReturnType<typeof exportDisk>>;
   const out = (name: string) => path.join(dir, 'out', name);
+  /** Every name that appeared in the output dir during the export. */
+  const appeared = new Set<string>();
 
   beforeAll(async () => {
     await mkdir(path.join(dir, 'out'));
-    results = await exportDisk(source, {
-      qcow2: out('image.qcow2'),
-      raw: out('image.raw'),
-      vmdk: out('image.vmdk'),
-      vhd: out('image.vhd'),
-      gceTar: out('image.tar.gz'),
-    });
+    const watcher = watch(path.join(dir, 'out'), (_event, name) => name && appeared.add(name));
+    try {
+      results = await exportDisk(source, {
+        qcow2: out('image.qcow2'),
+        raw: out('image.raw'),
+        vmdk: out('image.vmdk'),
+        vhd: out('image.vhd'),
+        gceTar: out('image.tar.gz'),
+      });
+    } finally {
+      watcher.close();
+    }
+  });
+
+  it('writes nothing in the output dir but the outputs and their exportTemporaries, which a killed export leaves to cleanup', async () => {
+    const outputs = Object.values(results).map((file) => file.path);
+    const allowed = outputs.flatMap((file) => [file, ...Object.values(exportTemporaries(file))]).map((file) => path.basename(file));
+    expect([...appeared].filter((name) => !allowed.includes(name))).toEqual([]);
+    // the scratch space was used (vhd, GCE tar), so the watch saw the temporaries at all
+    expect(appeared).toContain(path.basename(exportTemporaries(out('image.tar.gz')).scratch));
+
+    // what a kill mid-export leaves goes with the output's ledger entry
+    const killed = out('killed.raw');
+    const { partial, scratch } = exportTemporaries(killed);
+    await mkdir(scratch);
+    await Promise.all([writeFile(partial, 'half'), writeFile(path.join(scratch, 'disk.raw'), 'half')]);
+    const entry: LedgerEntry = { seq: 1, build: 'b', target: 'local', kind: 'file', name: killed, id: killed, role: 'artifact', createdAt: '' };
+    await new LocalDriver().destroy(entry, { log: () => {}, signal: AbortSignal.timeout(10_000) });
+    expect((await readdir(path.join(dir, 'out'))).filter((name) => name.startsWith('killed'))).toEqual([]);
   });
 
   it('reports path, size and a correct sha256 for every output, and leaves no scratch files', async () => {
